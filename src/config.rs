@@ -1,0 +1,154 @@
+//! The operator's settings: the limits of every execution and how the app is run and reached.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use crate::manifest::{EnvName, Manifest, MicroName};
+
+/// Memory of one execution, all linear memories summed: Space's 512 MB.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 512 * 1024 * 1024;
+/// Wall-clock time of one execution, instantiation to the end of the response: Space's 20 s.
+pub const DEFAULT_EXECUTION_TIME: Duration = Duration::from_secs(20);
+/// Largest request body: Space's 5.5 MB payload limit (5.5 MiB).
+pub const DEFAULT_REQUEST_BODY_LIMIT: u64 = 5_767_168;
+/// Largest response body: Space's 5.5 MB payload limit (5.5 MiB).
+pub const DEFAULT_RESPONSE_BODY_LIMIT: u64 = 5_767_168;
+/// Guest stdout and stderr logged per execution, together; past it a marker says what was dropped.
+/// Generous for logs, small enough that a guest printing in a loop cannot grow the host's logs
+/// without bound.
+pub const DEFAULT_GUEST_OUTPUT_LIMIT: u64 = 256 * 1024;
+/// Where `micros up` listens unless told otherwise, as Space's local dev server did.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4200";
+/// The state folder's name beside the manifest.
+pub const DEFAULT_STATE_DIR: &str = ".micros";
+
+/// The limits of one execution (an HTTP request or, later, an action). Only the operator sets
+/// them; the manifest cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of linear memory all memories of an instance may hold together.
+    pub memory: u64,
+    /// Wall-clock time from instantiation to the end of the response body.
+    pub execution_time: Duration,
+    /// Bytes of request body accepted.
+    pub request_body: u64,
+    /// Bytes of response body sent.
+    pub response_body: u64,
+    /// Bytes of guest stdout and stderr logged per execution.
+    pub guest_output: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory: DEFAULT_MEMORY_LIMIT,
+            execution_time: DEFAULT_EXECUTION_TIME,
+            request_body: DEFAULT_REQUEST_BODY_LIMIT,
+            response_body: DEFAULT_RESPONSE_BODY_LIMIT,
+            guest_output: DEFAULT_GUEST_OUTPUT_LIMIT,
+        }
+    }
+}
+
+/// How an app is run: its limits, where its state lives, what its Micros are told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The limits of every execution.
+    pub limits: Limits,
+    /// Where keys and `/tmp` folders live; default `.micros/` beside the manifest.
+    pub state_dir: Option<PathBuf>,
+    /// `DETA_SPACE_APP_HOSTNAME`; default the address the app is served at.
+    pub hostname: Option<String>,
+    /// The address the app is served at: sets `PORT` and the default hostname.
+    pub address: SocketAddr,
+    /// Values for declared presets (`--env`).
+    pub env: Vec<EnvSetting>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            state_dir: None,
+            hostname: None,
+            address: SocketAddr::from(([127, 0, 0, 1], 4200)),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The state folder for an app: `state_dir`, or `.micros/` beside its manifest.
+    pub fn state_dir_for(&self, manifest: &Manifest) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| manifest.dir.join(DEFAULT_STATE_DIR))
+    }
+}
+
+/// `--env MICRO.NAME=VALUE` or `--env NAME=VALUE`: a value for a declared preset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSetting {
+    /// The Micro it is for; `None` sets it for every Micro that declares it.
+    pub micro: Option<MicroName>,
+    /// The preset's name.
+    pub name: EnvName,
+    /// The value.
+    pub value: String,
+}
+
+impl std::str::FromStr for EnvSetting {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let Some((key, value)) = s.split_once('=') else {
+            bail!("`{s}` is not `NAME=VALUE` or `MICRO.NAME=VALUE`");
+        };
+        let (micro, name) = match key.split_once('.') {
+            Some((micro, name)) => (Some(micro.parse::<MicroName>().map_err(anyhow::Error::msg)?), name),
+            None => (None, key),
+        };
+        let name = name.parse::<EnvName>().map_err(anyhow::Error::msg).with_context(|| format!("in `--env {s}`"))?;
+        Ok(Self { micro, name, value: value.to_string() })
+    }
+}
+
+/// Parses a byte size such as `512MiB`, `5.5MiB` or `1000`.
+pub fn parse_bytes(s: &str) -> anyhow::Result<u64> {
+    let size: bytesize::ByteSize = s.parse().map_err(|e| anyhow::anyhow!("`{s}` is not a size such as `512MiB`: {e}"))?;
+    Ok(size.as_u64())
+}
+
+/// Parses a duration such as `20s` or `500ms`.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(s).with_context(|| format!("`{s}` is not a duration such as `20s` or `500ms`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_settings() {
+        let all: EnvSetting = "GREETING=hi=there".parse().unwrap();
+        assert_eq!(all.micro, None);
+        assert_eq!(all.name.as_str(), "GREETING");
+        assert_eq!(all.value, "hi=there");
+        let one: EnvSetting = "web.GREETING=".parse().unwrap();
+        assert_eq!(one.micro.unwrap().as_str(), "web");
+        assert_eq!(one.value, "");
+        assert!("GREETING".parse::<EnvSetting>().is_err());
+        assert!("PORT=1".parse::<EnvSetting>().is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_bytes("5.5MiB").unwrap(), DEFAULT_REQUEST_BODY_LIMIT);
+        assert_eq!(parse_bytes("512MiB").unwrap(), DEFAULT_MEMORY_LIMIT);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("lots").is_err());
+        assert_eq!(parse_duration("20s").unwrap(), DEFAULT_EXECUTION_TIME);
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! HTTP in front of the Micros: the server, routing by path, request checks, and error responses.
+
+mod server;
+mod status;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, UPGRADE};
+use http::{Request, Response, Uri};
+use http_body::Body;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use rand::RngExt as _;
+use tracing::Instrument as _;
+
+pub use server::serve;
+
+use crate::app::App;
+use crate::sandbox::{ExecutionError, ResponseBody};
+
+/// The header that carries a request's id, in every response and in the log.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A request body as a guest reads it.
+type GuestBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+impl App {
+    /// Serves one request: routes it to a Micro, checks it against the limits and runs it in a
+    /// fresh sandbox. Never fails: every error becomes a response from the status table.
+    ///
+    /// Tests and embedders call this without a socket; [`serve`] calls it for each request.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let request_id = format!("{:016x}", rand::rng().random::<u64>());
+        let (index, uri) = self.route(request.uri());
+        let micro = &self.inner.micros[index];
+        let span = tracing::info_span!(
+            "request",
+            micro = micro.name(),
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = %request_id,
+        );
+        let started = std::time::Instant::now();
+        let result = self.run(index, uri, request).instrument(span.clone()).await;
+        let _enter = span.enter();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let mut response = match result {
+            Ok(response) => {
+                tracing::info!(status = response.status().as_u16(), elapsed_ms, "response");
+                response
+            }
+            Err(error) => {
+                let status = error.status();
+                tracing::warn!(status = status.as_u16(), elapsed_ms, error.type = error.kind(), "request failed: {error}");
+                let text = format!("micro `{}`: {}\n", micro.name(), error.client_message());
+                let mut response = Response::new(ResponseBody::full(text));
+                *response.status_mut() = status;
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                response
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        response
+    }
+
+    /// Picks the Micro for a path and the URI it sees: `/api/x?q=1` reaches `/api`'s Micro as
+    /// `/x?q=1`, `/api` as `/`; everything else reaches the primary unchanged.
+    fn route(&self, uri: &Uri) -> (usize, Uri) {
+        let path = uri.path();
+        let rest = path.strip_prefix('/').unwrap_or(path);
+        let segment = rest.split('/').next().unwrap_or("");
+        let Some(&(_, index)) = self.inner.routes.iter().find(|(route, _)| route == segment) else {
+            return (self.inner.primary, uri.clone());
+        };
+        let stripped = &rest[segment.len()..];
+        let stripped = if stripped.is_empty() { "/" } else { stripped };
+        let path_and_query = match uri.query() {
+            Some(query) => format!("{stripped}?{query}"),
+            None => stripped.to_string(),
+        };
+        let uri = Uri::builder().path_and_query(path_and_query).build().unwrap_or_else(|_| Uri::from_static("/"));
+        (index, uri)
+    }
+
+    /// Checks a request against the limits, then runs it in the Micro's sandbox.
+    async fn run<B>(&self, index: usize, uri: Uri, request: Request<B>) -> Result<Response<ResponseBody>, ExecutionError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let sandbox = &self.inner.micros[index];
+        let limit = sandbox.limits().request_body;
+        if request.headers().contains_key(UPGRADE) {
+            return Err(ExecutionError::UpgradeUnsupported);
+        }
+        let declared = match request.headers().get(CONTENT_LENGTH) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| ExecutionError::BadRequest("invalid content-length".into()))?,
+            ),
+        };
+        if declared.is_some_and(|len| len > limit) {
+            return Err(ExecutionError::RequestTooLarge { limit });
+        }
+        let (mut parts, body) = request.into_parts();
+        parts.uri = uri;
+        if !parts.headers.contains_key(HOST) {
+            if let Ok(host) = HeaderValue::from_str(&self.inner.hostname) {
+                parts.headers.insert(HOST, host);
+            }
+        }
+        let body: GuestBody = if declared.is_some() || body.is_end_stream() {
+            // The length is known and within the limit: stream it, still counting.
+            Limited::new(body, limit as usize).map_err(guest_body_error).boxed_unsync()
+        } else {
+            // A streamed body of unknown length is read up to the limit first, so that an
+            // oversized one is refused before the guest runs.
+            let bytes = Limited::new(body, limit as usize).collect().await.map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    ExecutionError::RequestTooLarge { limit }
+                } else {
+                    ExecutionError::BadRequest(e.to_string())
+                }
+            })?;
+            Full::new(bytes.to_bytes()).map_err(|never| match never {}).boxed_unsync()
+        };
+        sandbox.handle(Request::from_parts(parts, body)).await
+    }
+}
+
+fn guest_body_error(error: Box<dyn std::error::Error + Send + Sync>) -> wasmtime_wasi_http::Error {
+    if error.is::<LengthLimitError>() {
+        wasmtime_wasi_http::Error::HttpRequestBodySize(None)
+    } else {
+        wasmtime_wasi_http::Error::InternalError(Some(error.to_string()))
+    }
+}

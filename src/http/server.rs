@@ -1,0 +1,62 @@
+//! The HTTP/1.1 server: accepts connections, serves each on its own task, shuts down gracefully.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::Instrument as _;
+
+use crate::app::App;
+
+/// Extra time, past the execution limit, that shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets in-flight
+/// requests finish (up to the execution limit plus [`SHUTDOWN_GRACE`]) and returns.
+pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Running out of file descriptors must not end the server: wait and retry.
+                    tracing::warn!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.handle(request).await) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let span = tracing::debug_span!("connection", %peer);
+        tokio::spawn(
+            async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!("connection ended with an error: {error}");
+                }
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    let wait = app.inner.micros.iter().map(|m| m.limits().execution_time).max().unwrap_or_default() + SHUTDOWN_GRACE;
+    tracing::info!("shutting down: waiting up to {} for in-flight requests", humantime::format_duration(wait));
+    if tokio::time::timeout(wait, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown: some connections did not finish in time");
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! micros runs small server apps ("Micros") as WebAssembly components, each request in a fresh
+//! wasmtime sandbox under Deta Space's limits.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let config = micros::Config { address: listener.local_addr()?, ..Default::default() };
+//! let manifest = micros::Manifest::load("examples/demo")?;
+//! let app = micros::App::load(manifest, &config)?;
+//! micros::serve(app, listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod app;
+mod builder;
+pub mod config;
+mod engine;
+mod http;
+pub mod manifest;
+mod sandbox;
+pub mod state;
+
+pub use app::App;
+pub use builder::build;
+pub use config::{Config, EnvSetting, Limits};
+pub use http::{REQUEST_ID_HEADER, serve};
+pub use manifest::{Manifest, ManifestError};
+pub use sandbox::{ExecutionError, ResponseBody};

@@ -1,0 +1,171 @@
+//! The `micros` command: a thin CLI over the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use micros::{App, Config, EnvSetting, Limits, Manifest};
+
+/// Run small server apps (Micros) as sandboxed WebAssembly components.
+#[derive(Parser)]
+#[command(name = "micros", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve an app.
+    Up(Up),
+    /// Validate the manifest and compile every component.
+    Check {
+        /// An app folder holding `Spacefile.toml`, or the file itself.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Run each Micro's build `commands`.
+    Build {
+        /// An app folder holding `Spacefile.toml`, or the file itself.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct Up {
+    /// An app folder holding `Spacefile.toml`, or the file itself.
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = micros::config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Run each Micro's build `commands` before serving.
+    #[arg(long)]
+    build: bool,
+    /// Set a declared preset: `MICRO.NAME=VALUE`, or `NAME=VALUE` for every Micro declaring it.
+    #[arg(long = "env", value_name = "[MICRO.]NAME=VALUE")]
+    env: Vec<EnvSetting>,
+    /// `DETA_SPACE_APP_HOSTNAME` (default: the listen address).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Where keys and /tmp folders live (default: `.micros/` beside the manifest).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The operator's limits; each defaults to Space's.
+#[derive(Args)]
+struct LimitArgs {
+    /// Memory of one execution, all linear memories summed.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = micros::config::parse_bytes)]
+    memory_limit: u64,
+    /// Wall-clock time of one execution, to the end of the response body.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = micros::config::parse_duration)]
+    timeout: Duration,
+    /// Largest request body.
+    #[arg(long, value_name = "SIZE", default_value = "5.5MiB", value_parser = micros::config::parse_bytes)]
+    max_request_body: u64,
+    /// Largest response body.
+    #[arg(long, value_name = "SIZE", default_value = "5.5MiB", value_parser = micros::config::parse_bytes)]
+    max_response_body: u64,
+    /// Guest stdout and stderr logged per execution.
+    #[arg(long, value_name = "SIZE", default_value = "256KiB", value_parser = micros::config::parse_bytes)]
+    guest_log_limit: u64,
+}
+
+impl From<LimitArgs> for Limits {
+    fn from(args: LimitArgs) -> Self {
+        Limits {
+            memory: args.memory_limit,
+            execution_time: args.timeout,
+            request_body: args.max_request_body,
+            response_body: args.max_response_body,
+            guest_output: args.guest_log_limit,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: failed to start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Check { path } => {
+            let manifest = Manifest::load(&path)?;
+            let app = App::load(manifest, &Config::default())?;
+            eprintln!("ok: {} Micro(s) valid and compiled", app.manifest().micros.len());
+            Ok(())
+        }
+        Command::Build { path } => micros::build(&Manifest::load(&path)?).await,
+        Command::Up(up) => serve(up).await,
+    }
+}
+
+async fn serve(up: Up) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&up.path)?;
+    let listener = tokio::net::TcpListener::bind(up.listen).await.with_context(|| format!("cannot listen on {}", up.listen))?;
+    let address = listener.local_addr().context("cannot read the listen address")?;
+    // The first line on stderr: tests and scripts read the address from it.
+    eprintln!("micros listening on http://{address}");
+    if up.build {
+        micros::build(&manifest).await?;
+    }
+    let config = Config {
+        limits: up.limits.into(),
+        state_dir: up.state_dir,
+        hostname: up.hostname,
+        address,
+        env: up.env,
+    };
+    let app = tokio::task::spawn_blocking(move || App::load(manifest, &config)).await??;
+    tracing::info!("serving on http://{address}");
+    micros::serve(app, listener, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

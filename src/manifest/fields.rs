@@ -1,0 +1,254 @@
+//! Newtypes for manifest values: each rejects a bad value while parsing, saying what is allowed.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// The longest Micro name, as on Space.
+pub const MAX_NAME_LEN: usize = 32;
+/// The longest action id.
+pub const MAX_ACTION_ID_LEN: usize = 32;
+/// The longest free-text value (`app_name`, `version`).
+pub const MAX_TEXT_LEN: usize = 128;
+
+/// Whether `s` matches `^[A-Za-z0-9][A-Za-z0-9_-]*$`.
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, String> {
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(&value).map(|()| Self(value))
+            }
+        }
+
+        impl $name {
+            /// The value as written.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::try_from(s.to_string())
+            }
+        }
+    };
+}
+
+string_newtype!(
+    /// `name = "web"`: a Micro's name, `^[A-Za-z0-9][A-Za-z0-9_-]*$`, at most 32 characters.
+    MicroName,
+    |s| {
+        if s.len() > MAX_NAME_LEN {
+            return Err(format!("`{s}` is {} characters long; a Micro name has at most {MAX_NAME_LEN}", s.len()));
+        }
+        if !is_identifier(s) {
+            return Err(format!(
+                "`{s}` is not a valid Micro name: use letters, digits, `_` and `-`, starting with a letter or digit"
+            ));
+        }
+        Ok(())
+    }
+);
+
+string_newtype!(
+    /// `path = "/api"`: where a non-primary Micro is served, one segment such as `/api`.
+    MicroPath,
+    |s| {
+        let Some(segment) = s.strip_prefix('/') else {
+            return Err(format!("`{s}` must start with `/`, e.g. `/api`"));
+        };
+        if segment.is_empty() {
+            return Err("`/` belongs to the primary Micro: give this Micro its own path, e.g. `/api`".into());
+        }
+        if !is_identifier(segment) || segment.len() > MAX_NAME_LEN {
+            return Err(format!(
+                "`{s}` must be one path segment of letters, digits, `_` and `-` (at most {MAX_NAME_LEN}), e.g. `/api`"
+            ));
+        }
+        Ok(())
+    }
+);
+
+string_newtype!(
+    /// `name = "GREETING"`: an environment variable a Micro declares, `^[A-Za-z_][A-Za-z0-9_]*$`.
+    EnvName,
+    |s| {
+        let mut chars = s.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "`{s}` is not a valid variable name: use letters, digits and `_`, not starting with a digit"
+            ));
+        }
+        if s == "PORT" || s.starts_with("DETA_") {
+            return Err(format!("`{s}` is set by the runtime; choose another name for the preset"));
+        }
+        Ok(())
+    }
+);
+
+string_newtype!(
+    /// `id = "cleanup"`: an action's id, unique in the app.
+    ActionId,
+    |s| {
+        if s.len() > MAX_ACTION_ID_LEN || !is_identifier(s) {
+            return Err(format!(
+                "`{s}` is not a valid action id: use at most {MAX_ACTION_ID_LEN} letters, digits, `_` and `-`"
+            ));
+        }
+        Ok(())
+    }
+);
+
+string_newtype!(
+    /// `public_routes = ["/public/*"]`: a route pattern, relative to the Micro's own path.
+    RoutePattern,
+    |s| {
+        if !s.starts_with('/') {
+            return Err(format!("`{s}` must start with `/`, e.g. `/public/*`"));
+        }
+        Ok(())
+    }
+);
+
+string_newtype!(
+    /// `default_interval = "0/15 * * * *"`: a five-field cron expression or a rate like `5 minutes`.
+    Interval,
+    |s| {
+        let fields: Vec<&str> = s.split_whitespace().collect();
+        let rate = matches!(fields.as_slice(), [n, unit]
+            if n.parse::<u32>().is_ok_and(|n| n > 0)
+                && matches!(*unit, "minute" | "minutes" | "hour" | "hours" | "day" | "days"));
+        let cron = fields.len() == 5
+            && fields.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "*,-/".contains(c)));
+        if rate || cron {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{s}` is neither a five-field cron expression (`0/15 * * * *`) nor a rate (`5 minutes`, `1 hour`, `2 days`)"
+            ))
+        }
+    }
+);
+
+string_newtype!(
+    /// Free text such as `app_name` and `version`: 1 to 128 characters, no control characters.
+    Text,
+    |s| {
+        if s.is_empty() || s.len() > MAX_TEXT_LEN || s.chars().any(char::is_control) {
+            return Err(format!("must be 1 to {MAX_TEXT_LEN} characters without control characters"));
+        }
+        Ok(())
+    }
+);
+
+/// `engine = "wasm32-wasip2"`: the only engine micros runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Engine;
+
+impl TryFrom<String> for Engine {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        if value == super::ENGINE {
+            return Ok(Engine);
+        }
+        let deta = ["python3.8", "python3.9", "nodejs14", "nodejs16", "static", "react", "vue", "svelte", "next", "nuxt", "custom"];
+        if deta.contains(&value.as_str()) {
+            Err(format!(
+                "Deta's `{value}` engine is not supported: micros runs WebAssembly components; \
+                 compile the Micro to a `wasm32-wasip2` component and set engine = \"wasm32-wasip2\" (or remove `engine`)"
+            ))
+        } else {
+            Err(format!("unknown engine `{value}`: the only engine is \"wasm32-wasip2\""))
+        }
+    }
+}
+
+/// `trigger = "schedule"`: the only action trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Trigger;
+
+impl TryFrom<String> for Trigger {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        if value == "schedule" {
+            Ok(Trigger)
+        } else {
+            Err(format!("unknown trigger `{value}`: the only trigger is \"schedule\""))
+        }
+    }
+}
+
+/// `v = 1`: the manifest format version.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Version;
+
+impl TryFrom<i64> for Version {
+    type Error = String;
+    fn try_from(value: i64) -> Result<Self, String> {
+        if value == 1 {
+            Ok(Version)
+        } else {
+            Err(format!("manifest version {value} is not supported: set `v = 1`"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micro_names() {
+        assert!(MicroName::try_from("web".to_string()).is_ok());
+        assert!(MicroName::try_from("a-b_1".to_string()).is_ok());
+        assert!(MicroName::try_from("-web".to_string()).is_err());
+        assert!(MicroName::try_from("w.eb".to_string()).is_err());
+        assert!(MicroName::try_from("a".repeat(33)).is_err());
+        assert!(MicroName::try_from("a".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn micro_paths() {
+        assert!(MicroPath::try_from("/api".to_string()).is_ok());
+        assert!(MicroPath::try_from("api".to_string()).is_err());
+        assert!(MicroPath::try_from("/".to_string()).is_err());
+        assert!(MicroPath::try_from("/a/b".to_string()).is_err());
+        assert!(MicroPath::try_from("/__space".to_string()).is_err());
+    }
+
+    #[test]
+    fn intervals() {
+        for ok in ["0/15 * * * *", "5 minutes", "1 hour", "2 days", "0 9 * * mon-fri"] {
+            assert!(Interval::try_from(ok.to_string()).is_ok(), "{ok}");
+        }
+        for bad in ["", "0 minutes", "5 weeks", "* * * *", "* * * * * *"] {
+            assert!(Interval::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The sandbox of one execution: the only place a `Store` is made, with every limit applied, and
+//! the one path (HTTP requests now, scheduled actions later) by which a Micro runs.
+
+mod body;
+mod limiter;
+mod output;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use tracing::Instrument as _;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub use body::ResponseBody;
+
+use crate::config::Limits;
+use crate::engine::Engine;
+use limiter::MemoryLimiter;
+use output::GuestOutput;
+
+/// Why an execution did not produce a complete response. [`crate::http`] maps each to a status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecutionError {
+    /// The request body could not be read from the client.
+    #[error("the request body could not be read: {0}")]
+    BadRequest(String),
+    /// The request body is larger than the limit; the guest never ran.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    RequestTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The request asks for a protocol upgrade (websockets), which Micros cannot serve.
+    #[error("protocol upgrades (websockets) are not supported")]
+    UpgradeUnsupported,
+    /// The guest tried to grow its memory past the limit.
+    #[error("memory limit of {limit} bytes exceeded")]
+    MemoryExceeded {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The execution ran past its wall-clock limit.
+    #[error("execution time limit of {limit:?} exceeded")]
+    Timeout {
+        /// The limit.
+        limit: std::time::Duration,
+    },
+    /// The response body is larger than the limit.
+    #[error("response body exceeds the limit of {limit} bytes")]
+    ResponseTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The guest trapped (a panic, an abort, a wasm trap); the detail is for the log.
+    #[error("the guest trapped: {0}")]
+    Trap(String),
+    /// The guest returned without sending a response.
+    #[error("the guest returned without sending a response")]
+    NoResponse,
+    /// The guest answered with a `wasi:http` error instead of a response.
+    #[error("the guest answered with an error: {0}")]
+    GuestError(String),
+    /// Streaming the guest's response body failed.
+    #[error("the response body failed: {0}")]
+    Body(String),
+    /// The runtime could not set up the execution.
+    #[error("the runtime could not start the execution: {0}")]
+    Setup(String),
+    /// The execution was stopped before it finished.
+    #[error("the execution was stopped")]
+    Aborted,
+}
+
+/// What a store holds for one execution: WASI, wasi-http, the resource table and the limiter.
+pub(crate) struct Host {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: Default::default() }
+    }
+}
+
+/// Everything a Micro's executions share: the pre-instantiated component, its environment and
+/// folders, and the limits. Built once at load; each execution makes a fresh store from it.
+pub(crate) struct Sandbox {
+    name: String,
+    engine: Engine,
+    pre: ProxyPre<Host>,
+    env: Vec<(String, String)>,
+    root: PathBuf,
+    tmp: PathBuf,
+    limits: Limits,
+}
+
+/// What a Micro needs besides its component: who it is, what it sees, what it may use.
+pub(crate) struct SandboxSpec {
+    pub name: String,
+    pub env: Vec<(String, String)>,
+    pub root: PathBuf,
+    pub tmp: PathBuf,
+    pub limits: Limits,
+}
+
+impl Sandbox {
+    /// Links a compiled component against the Micro world and pre-instantiates it.
+    pub(crate) fn new(engine: &Engine, component: &Component, spec: SandboxSpec) -> anyhow::Result<Self> {
+        let mut linker = Linker::<Host>::new(engine.wasmtime());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("failed to link WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("failed to link wasi:http")?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("micro `{}` imports something outside the Micro world", spec.name))?;
+        let pre = ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
+            format!("micro `{}` does not export `wasi:http/incoming-handler`: build it as a wasi:http proxy", spec.name)
+        })?;
+        Ok(Self {
+            name: spec.name,
+            engine: engine.clone(),
+            pre,
+            env: spec.env,
+            root: spec.root,
+            tmp: spec.tmp,
+            limits: spec.limits,
+        })
+    }
+
+    /// The Micro's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The limits every execution of this Micro runs under.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The one place a store is made: environment, filesystem, output capture, no sockets, the
+    /// memory limiter, and an epoch deadline that yields to other tasks every tick and traps
+    /// once `deadline` has passed.
+    fn new_store(&self, deadline: Instant, stdout: GuestOutput, stderr: GuestOutput) -> anyhow::Result<Store<Host>> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&self.env)
+            .stdout(stdout)
+            .stderr(stderr)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        wasi.preopened_dir(&self.root, "/", FsPerms::ReadOnly)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to open `{}` for micro `{}`", self.root.display(), self.name))?;
+        wasi.preopened_dir(&self.tmp, "/tmp", FsPerms::ReadWrite)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to open `{}` for micro `{}`", self.tmp.display(), self.name))?;
+        let host = Host {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            limiter: MemoryLimiter::new(self.limits.memory),
+        };
+        let mut store = Store::new(self.engine.wasmtime(), host);
+        store.limiter(|host| &mut host.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        Ok(store)
+    }
+
+    /// Runs one request through the Micro's `wasi:http` handler in a fresh store.
+    ///
+    /// Returns once the response head is known. The body streams afterwards and fails (rather
+    /// than ending early) if the execution does. The execution runs in its own task so requests
+    /// use every core; it is bounded by the time limit twice over: the epoch deadline stops a
+    /// guest spinning in wasm, and a timer around the whole task stops one blocked in a host call.
+    pub(crate) async fn handle<B>(&self, request: http::Request<B>) -> Result<http::Response<ResponseBody>, ExecutionError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let started = Instant::now();
+        let limit = self.limits.execution_time;
+        let deadline = started + limit;
+        let (stdout, stderr, log) = GuestOutput::pair(&self.name, self.limits.guest_output);
+        let mut store = self.new_store(deadline, stdout, stderr).map_err(|e| setup_error(&e))?;
+        let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let mut http = store.data_mut().http();
+        let request = http.new_incoming_request(Scheme::Http, request).map_err(|e| setup_error(&anyhow::Error::from(e)))?;
+        let out = http.new_response_outparam(head_tx).map_err(|e| setup_error(&anyhow::Error::from(e)))?;
+        let pre = self.pre.clone();
+        let memory_limit = self.limits.memory;
+
+        let execution = async move {
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, request, out).await
+            };
+            let result = match tokio::time::timeout_at(deadline.into(), run).await {
+                Ok(Ok(())) => Ok(()),
+                Err(_elapsed) => Err(ExecutionError::Timeout { limit }),
+                Ok(Err(error)) => Err(classify(&error, store.data().limiter.was_hit(), memory_limit, limit)),
+            };
+            drop(store);
+            log.lock().unwrap_or_else(|e| e.into_inner()).finish();
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match &result {
+                Ok(()) => tracing::debug!(elapsed_ms, "execution finished"),
+                Err(error) => tracing::warn!(elapsed_ms, error.type = error.kind(), "execution failed: {error}"),
+            }
+            let _ = done_tx.send(result);
+        };
+        let task = tokio::spawn(execution.in_current_span());
+
+        match head_rx.await {
+            Ok(Ok(response)) => {
+                let declared = response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if declared.is_some_and(|len| len > self.limits.response_body) {
+                    task.abort();
+                    return Err(ExecutionError::ResponseTooLarge { limit: self.limits.response_body });
+                }
+                let abort = task.abort_handle();
+                Ok(response.map(|body| ResponseBody::guest(body, self.limits.response_body, done_rx, abort)))
+            }
+            Ok(Err(code)) => Err(ExecutionError::GuestError(format!("{code:?}"))),
+            Err(_) => match done_rx.await {
+                Ok(Err(error)) => Err(error),
+                Ok(Ok(())) => Err(ExecutionError::NoResponse),
+                Err(_) => Err(ExecutionError::Aborted),
+            },
+        }
+    }
+}
+
+impl ExecutionError {
+    /// A short, stable name for the log's `error.type` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::RequestTooLarge { .. } => "request_too_large",
+            Self::UpgradeUnsupported => "upgrade_unsupported",
+            Self::MemoryExceeded { .. } => "memory_limit",
+            Self::Timeout { .. } => "timeout",
+            Self::ResponseTooLarge { .. } => "response_too_large",
+            Self::Trap(_) => "trap",
+            Self::NoResponse => "no_response",
+            Self::GuestError(_) => "guest_error",
+            Self::Body(_) => "body",
+            Self::Setup(_) => "setup",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+fn setup_error(error: &anyhow::Error) -> ExecutionError {
+    ExecutionError::Setup(format!("{error:#}"))
+}
+
+/// Names the cause of a failed call: the memory limit, the time limit, or another trap.
+fn classify(error: &wasmtime::Error, memory_hit: bool, memory_limit: u64, time_limit: std::time::Duration) -> ExecutionError {
+    if memory_hit {
+        ExecutionError::MemoryExceeded { limit: memory_limit }
+    } else if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        ExecutionError::Timeout { limit: time_limit }
+    } else {
+        ExecutionError::Trap(format!("{error:?}"))
+    }
+}

@@ -1,0 +1,95 @@
+//! The response body a client receives: capped, and cut (an error, not a clean end) when the
+//! execution fails after the head was sent.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::ExecutionError;
+
+/// A response body from a Micro. It ends cleanly only if the execution finished cleanly; any
+/// failure (trap, timeout, a body past the limit) becomes an error, so the server cuts the
+/// connection instead of sending a short body that looks complete.
+pub struct ResponseBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Guest {
+        inner: HyperOutgoingBody,
+        sent: u64,
+        limit: u64,
+        outcome: Option<oneshot::Receiver<Result<(), ExecutionError>>>,
+        execution: AbortHandle,
+    },
+    Full(Option<Bytes>),
+}
+
+impl ResponseBody {
+    pub(crate) fn guest(
+        inner: HyperOutgoingBody,
+        limit: u64,
+        outcome: oneshot::Receiver<Result<(), ExecutionError>>,
+        execution: AbortHandle,
+    ) -> Self {
+        Self { kind: Kind::Guest { inner, sent: 0, limit, outcome: Some(outcome), execution } }
+    }
+
+    /// A body of fixed bytes, as the runtime's own responses have.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Self { kind: Kind::Full(Some(bytes.into())) }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = ExecutionError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ExecutionError>>> {
+        match &mut self.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            Kind::Guest { inner, sent, limit, outcome, execution } => {
+                if let Some(frame) = ready!(Pin::new(&mut *inner).poll_frame(cx)) {
+                    let frame = frame.map_err(|e| ExecutionError::Body(e.to_string()))?;
+                    if let Some(data) = frame.data_ref() {
+                        *sent += data.len() as u64;
+                        if *sent > *limit {
+                            execution.abort();
+                            *outcome = None;
+                            return Poll::Ready(Some(Err(ExecutionError::ResponseTooLarge { limit: *limit })));
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                // The guest's body ended: it is complete only if the execution succeeded.
+                let Some(receiver) = outcome else { return Poll::Ready(None) };
+                let result = ready!(Pin::new(receiver).poll(cx));
+                *outcome = None;
+                match result {
+                    Ok(Ok(())) => Poll::Ready(None),
+                    Ok(Err(error)) => Poll::Ready(Some(Err(error))),
+                    Err(_) => Poll::Ready(Some(Err(ExecutionError::Aborted))),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Kind::Guest { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Guest { inner, .. } => inner.size_hint(),
+        }
+    }
+}
