@@ -1,1 +1,36 @@
-fn main() {}
+//! The per-execution cost, in process: one fresh store, instantiation and call of the hello guest,
+//! against the same request answered without a sandbox as a baseline in the same run.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = dir.path().join("web");
+    std::fs::create_dir_all(&src).expect("src");
+    std::fs::copy(micros_guests::HELLO, src.join("hello.wasm")).expect("copy hello");
+    std::fs::write(
+        dir.path().join("Spacefile.toml"),
+        "v = 1\n[[micros]]\nname = \"web\"\nsrc = \"web\"\ncomponent = \"hello.wasm\"\n",
+    )
+    .expect("manifest");
+    let manifest = micros::Manifest::load(dir.path()).expect("manifest");
+    let app = micros::App::load(manifest, &micros::Config::default()).expect("app");
+    let request = || {
+        http::Request::get("/")
+            .header("host", "bench")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request")
+    };
+    c.bench_function("hello: new store + instantiate + call + body", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let response = app.handle(request()).await;
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .expect("body")
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

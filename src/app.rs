@@ -39,7 +39,10 @@ impl App {
         let state = StateDir::open(config.state_dir_for(&manifest))?;
         let names: Vec<&str> = manifest.micros.iter().map(|m| m.name.as_str()).collect();
         let keys = state.keys(&names)?;
-        let hostname = config.hostname.clone().unwrap_or_else(|| config.address.to_string());
+        let hostname = config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| config.address.to_string());
 
         let mut micros = Vec::with_capacity(manifest.micros.len());
         for micro in &manifest.micros {
@@ -47,39 +50,60 @@ impl App {
             let path = micro.component_path(&manifest);
             let component = Component::from_file(engine.wasmtime(), &path)
                 .map_err(anyhow::Error::from)
-                .with_context(|| format!("failed to compile micro `{name}` from `{}`", path.display()))?;
+                .with_context(|| {
+                    format!("failed to compile micro `{name}` from `{}`", path.display())
+                })?;
             let mut env = vec![
-                ("DETA_PROJECT_KEY".to_string(), keys.project_key(name).context("a Micro has no key")?),
+                (
+                    "DETA_PROJECT_KEY".to_string(),
+                    keys.project_key(name).context("a Micro has no key")?,
+                ),
                 ("DETA_SPACE_APP".to_string(), "true".to_string()),
-                ("DETA_SPACE_APP_VERSION".to_string(), manifest.version.clone()),
+                (
+                    "DETA_SPACE_APP_VERSION".to_string(),
+                    manifest.version.clone(),
+                ),
                 ("DETA_SPACE_APP_HOSTNAME".to_string(), hostname.clone()),
                 ("DETA_SPACE_APP_MICRO_NAME".to_string(), name.to_string()),
                 (
                     "DETA_SPACE_APP_MICRO_TYPE".to_string(),
-                    if micro.is_primary() { "primary" } else { "normal" }.to_string(),
+                    if micro.is_primary() {
+                        "primary"
+                    } else {
+                        "normal"
+                    }
+                    .to_string(),
                 ),
                 ("PORT".to_string(), config.address.port().to_string()),
             ];
             for preset in &micro.presets.env {
-                let set = config
-                    .env
-                    .iter()
-                    .rev()
-                    .find(|s| s.name == preset.name && s.micro.as_ref().is_none_or(|m| m == &micro.name));
-                if let Some(value) = set.map(|s| s.value.clone()).or_else(|| preset.default.clone()) {
+                let set = config.env.iter().rev().find(|s| {
+                    s.name == preset.name && s.micro.as_ref().is_none_or(|m| m == &micro.name)
+                });
+                if let Some(value) = set
+                    .map(|s| s.value.clone())
+                    .or_else(|| preset.default.clone())
+                {
                     env.push((preset.name.to_string(), value));
                 }
             }
             let spec = SandboxSpec {
                 name: name.to_string(),
                 env,
-                root: micro.src_dir(&manifest).canonicalize().with_context(|| format!("micro `{name}`: cannot open its `src`"))?,
+                root: micro
+                    .src_dir(&manifest)
+                    .canonicalize()
+                    .with_context(|| format!("micro `{name}`: cannot open its `src`"))?,
                 tmp: state.fresh_tmp(name)?,
                 limits: config.limits.clone(),
             };
             micros.push(Sandbox::new(&engine, &component, spec)?);
         }
-        let primary = manifest.micros.iter().position(|m| m.is_primary()).context("the app has no primary Micro")?;
+        let primary = manifest
+            .micros
+            .iter()
+            .position(|m| m.is_primary())
+            .context("the app has no primary Micro")?;
         let routes = manifest
             .micros
             .iter()
@@ -87,8 +111,20 @@ impl App {
             .filter(|(_, m)| !m.is_primary())
             .map(|(i, m)| (m.route().trim_start_matches('/').to_string(), i))
             .collect();
-        tracing::info!(app = manifest.app_name.as_deref().unwrap_or(""), micros = manifest.micros.len(), "app loaded");
-        Ok(Self { inner: Arc::new(AppInner { manifest, micros, primary, routes, hostname }) })
+        tracing::info!(
+            app = manifest.app_name.as_deref().unwrap_or(""),
+            micros = manifest.micros.len(),
+            "app loaded"
+        );
+        Ok(Self {
+            inner: Arc::new(AppInner {
+                manifest,
+                micros,
+                primary,
+                routes,
+                hostname,
+            }),
+        })
     }
 
     /// The app's manifest.
@@ -101,12 +137,16 @@ impl App {
 fn check_env_settings(manifest: &Manifest, config: &Config) -> anyhow::Result<()> {
     for setting in &config.env {
         let declared = manifest.micros.iter().any(|m| {
-            setting.micro.as_ref().is_none_or(|name| name == &m.name) && m.presets.env.iter().any(|p| p.name == setting.name)
+            setting.micro.as_ref().is_none_or(|name| name == &m.name)
+                && m.presets.env.iter().any(|p| p.name == setting.name)
         });
         if !declared {
             match &setting.micro {
                 Some(micro) if !manifest.micros.iter().any(|m| &m.name == micro) => {
-                    bail!("--env {micro}.{}: the app has no Micro `{micro}`", setting.name)
+                    bail!(
+                        "--env {micro}.{}: the app has no Micro `{micro}`",
+                        setting.name
+                    )
                 }
                 Some(micro) => bail!(
                     "--env {micro}.{}: micro `{micro}` declares no preset `{}`; only variables under `[[micros.presets.env]]` can be set",

@@ -26,7 +26,11 @@ pub async fn build(manifest: &Manifest) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("micro `{}`: failed to start `{command}`", micro.name))?;
             if !status.success() {
-                bail!("micro `{}`: build command `{command}` failed ({status}) in `{}`", micro.name, src.display());
+                bail!(
+                    "micro `{}`: build command `{command}` failed ({status}) in `{}`",
+                    micro.name,
+                    src.display()
+                );
             }
         }
     }

@@ -83,7 +83,9 @@ impl Default for Config {
 impl Config {
     /// The state folder for an app: `state_dir`, or `.micros/` beside its manifest.
     pub fn state_dir_for(&self, manifest: &Manifest) -> PathBuf {
-        self.state_dir.clone().unwrap_or_else(|| manifest.dir.join(DEFAULT_STATE_DIR))
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| manifest.dir.join(DEFAULT_STATE_DIR))
     }
 }
 
@@ -106,23 +108,33 @@ impl std::str::FromStr for EnvSetting {
             bail!("`{s}` is not `NAME=VALUE` or `MICRO.NAME=VALUE`");
         };
         let (micro, name) = match key.split_once('.') {
-            Some((micro, name)) => (Some(micro.parse::<MicroName>().map_err(anyhow::Error::msg)?), name),
+            Some((micro, name)) => (
+                Some(micro.parse::<MicroName>().map_err(anyhow::Error::msg)?),
+                name,
+            ),
             None => (None, key),
         };
-        let name = name.parse::<EnvName>().map_err(anyhow::Error::msg).with_context(|| format!("in `--env {s}`"))?;
-        Ok(Self { micro, name, value: value.to_string() })
+        let name = name.parse::<EnvName>().map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            micro,
+            name,
+            value: value.to_string(),
+        })
     }
 }
 
 /// Parses a byte size such as `512MiB`, `5.5MiB` or `1000`.
 pub fn parse_bytes(s: &str) -> anyhow::Result<u64> {
-    let size: bytesize::ByteSize = s.parse().map_err(|e| anyhow::anyhow!("`{s}` is not a size such as `512MiB`: {e}"))?;
+    let size: bytesize::ByteSize = s
+        .parse()
+        .map_err(|e| anyhow::anyhow!("`{s}` is not a size such as `512MiB`: {e}"))?;
     Ok(size.as_u64())
 }
 
 /// Parses a duration such as `20s` or `500ms`.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    humantime::parse_duration(s).with_context(|| format!("`{s}` is not a duration such as `20s` or `500ms`"))
+    humantime::parse_duration(s)
+        .with_context(|| format!("`{s}` is not a duration such as `20s` or `500ms`"))
 }
 
 #[cfg(test)]

@@ -24,9 +24,14 @@ impl Engine {
     pub fn new() -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
-        let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from).context("failed to configure the wasmtime engine")?;
+        let engine = wasmtime::Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("failed to configure the wasmtime engine")?;
         let ticker = EpochTicker::start(engine.clone())?;
-        Ok(Self { engine, _ticker: Arc::new(ticker) })
+        Ok(Self {
+            engine,
+            _ticker: Arc::new(ticker),
+        })
     }
 
     /// The wasmtime engine.
@@ -54,7 +59,10 @@ impl EpochTicker {
                 }
             })
             .context("failed to start the epoch ticker thread")?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -58,9 +58,10 @@ impl App {
                 let text = format!("micro `{}`: {}\n", micro.name(), error.client_message());
                 let mut response = Response::new(ResponseBody::full(text));
                 *response.status_mut() = status;
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
                 response
             }
         };
@@ -85,12 +86,20 @@ impl App {
             Some(query) => format!("{stripped}?{query}"),
             None => stripped.to_string(),
         };
-        let uri = Uri::builder().path_and_query(path_and_query).build().unwrap_or_else(|_| Uri::from_static("/"));
+        let uri = Uri::builder()
+            .path_and_query(path_and_query)
+            .build()
+            .unwrap_or_else(|_| Uri::from_static("/"));
         (index, uri)
     }
 
     /// Checks a request against the limits, then runs it in the Micro's sandbox.
-    async fn run<B>(&self, index: usize, uri: Uri, request: Request<B>) -> Result<Response<ResponseBody>, ExecutionError>
+    async fn run<B>(
+        &self,
+        index: usize,
+        uri: Uri,
+        request: Request<B>,
+    ) -> Result<Response<ResponseBody>, ExecutionError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -122,18 +131,25 @@ impl App {
         }
         let body: GuestBody = if declared.is_some() || body.is_end_stream() {
             // The length is known and within the limit: stream it, still counting.
-            Limited::new(body, limit as usize).map_err(guest_body_error).boxed_unsync()
+            Limited::new(body, limit as usize)
+                .map_err(guest_body_error)
+                .boxed_unsync()
         } else {
             // A streamed body of unknown length is read up to the limit first, so that an
             // oversized one is refused before the guest runs.
-            let bytes = Limited::new(body, limit as usize).collect().await.map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    ExecutionError::RequestTooLarge { limit }
-                } else {
-                    ExecutionError::BadRequest(e.to_string())
-                }
-            })?;
-            Full::new(bytes.to_bytes()).map_err(|never| match never {}).boxed_unsync()
+            let bytes = Limited::new(body, limit as usize)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        ExecutionError::RequestTooLarge { limit }
+                    } else {
+                        ExecutionError::BadRequest(e.to_string())
+                    }
+                })?;
+            Full::new(bytes.to_bytes())
+                .map_err(|never| match never {})
+                .boxed_unsync()
         };
         sandbox.handle(Request::from_parts(parts, body)).await
     }

@@ -95,11 +95,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");
@@ -120,7 +125,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Check { path } => {
             let manifest = Manifest::load(&path)?;
             let app = App::load(manifest, &Config::default())?;
-            eprintln!("ok: {} Micro(s) valid and compiled", app.manifest().micros.len());
+            eprintln!(
+                "ok: {} Micro(s) valid and compiled",
+                app.manifest().micros.len()
+            );
             Ok(())
         }
         Command::Build { path } => micros::build(&Manifest::load(&path)?).await,
@@ -130,8 +138,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn serve(up: Up) -> anyhow::Result<()> {
     let manifest = Manifest::load(&up.path)?;
-    let listener = tokio::net::TcpListener::bind(up.listen).await.with_context(|| format!("cannot listen on {}", up.listen))?;
-    let address = listener.local_addr().context("cannot read the listen address")?;
+    let listener = tokio::net::TcpListener::bind(up.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", up.listen))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listen address")?;
     // The first line on stderr: tests and scripts read the address from it.
     eprintln!("micros listening on http://{address}");
     if up.build {
@@ -154,13 +166,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}

@@ -30,12 +30,12 @@ pub const ENGINE: &str = "wasm32-wasip2";
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// The manifest could not be read.
-    #[error("cannot read `{}`: {source}", file.display())]
+    #[error("cannot read `{}`: {error}", file.display())]
     Read {
         /// The manifest's path.
         file: PathBuf,
         /// Why reading failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The TOML is malformed or a field has a bad value (with line, column and caret).
     #[error("{}: invalid `{field}`\n{message}", file.display())]
@@ -201,9 +201,15 @@ impl Manifest {
     /// the files it names (they may only exist after `micros build`).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ManifestError> {
         let path = path.as_ref();
-        let file = if path.is_dir() { path.join(MANIFEST_FILE) } else { path.to_path_buf() };
-        let text = std::fs::read_to_string(&file)
-            .map_err(|source| ManifestError::Read { file: file.clone(), source })?;
+        let file = if path.is_dir() {
+            path.join(MANIFEST_FILE)
+        } else {
+            path.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&file).map_err(|error| ManifestError::Read {
+            file: file.clone(),
+            error,
+        })?;
         Self::parse(&file, &text)
     }
 
@@ -218,16 +224,27 @@ impl Manifest {
             let field = e.path().to_string();
             ManifestError::Parse {
                 file: file.to_path_buf(),
-                field: if field == "." { "(document)".into() } else { field },
+                field: if field == "." {
+                    "(document)".into()
+                } else {
+                    field
+                },
                 message: e.into_inner().to_string().trim_end().to_string(),
             }
         })?;
         let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut manifest = Manifest {
             file: file.to_path_buf(),
-            dir: if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir },
+            dir: if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            },
             app_name: raw.app_name.map(|t| t.as_str().to_string()),
-            version: raw.version.map_or_else(|| DEFAULT_APP_VERSION.to_string(), |t| t.as_str().to_string()),
+            version: raw.version.map_or_else(
+                || DEFAULT_APP_VERSION.to_string(),
+                |t| t.as_str().to_string(),
+            ),
             micros: raw.micros,
         };
         validate::manifest(&mut manifest)?;
@@ -247,7 +264,12 @@ impl Manifest {
             .unwrap_or(&self.micros[0])
     }
 
-    fn invalid(&self, field: impl Into<String>, message: impl Into<String>, help: impl Into<String>) -> ManifestError {
+    fn invalid(
+        &self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> ManifestError {
         ManifestError::Invalid {
             file: self.file.clone(),
             field: field.into(),

@@ -88,13 +88,20 @@ pub(crate) struct Host {
 
 impl WasiView for Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for Host {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: Default::default() }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
     }
 }
 
@@ -121,14 +128,27 @@ pub(crate) struct SandboxSpec {
 
 impl Sandbox {
     /// Links a compiled component against the Micro world and pre-instantiates it.
-    pub(crate) fn new(engine: &Engine, component: &Component, spec: SandboxSpec) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        engine: &Engine,
+        component: &Component,
+        spec: SandboxSpec,
+    ) -> anyhow::Result<Self> {
         let mut linker = Linker::<Host>::new(engine.wasmtime());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("failed to link WASI")?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("failed to link wasi:http")?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link wasi:http")?;
         let pre = linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("micro `{}` imports something outside the Micro world", spec.name))?;
+            .with_context(|| {
+                format!(
+                    "micro `{}` imports something outside the Micro world",
+                    spec.name
+                )
+            })?;
         let pre = ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
             format!("micro `{}` does not export `wasi:http/incoming-handler`: build it as a wasi:http proxy", spec.name)
         })?;
@@ -156,7 +176,12 @@ impl Sandbox {
     /// The one place a store is made: environment, filesystem, output capture, no sockets, the
     /// memory limiter, and an epoch deadline that yields to other tasks every tick and traps
     /// once `deadline` has passed.
-    fn new_store(&self, deadline: Instant, stdout: GuestOutput, stderr: GuestOutput) -> anyhow::Result<Store<Host>> {
+    fn new_store(
+        &self,
+        deadline: Instant,
+        stdout: GuestOutput,
+        stderr: GuestOutput,
+    ) -> anyhow::Result<Store<Host>> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
             .stdout(stdout)
@@ -167,10 +192,22 @@ impl Sandbox {
             .socket_addr_check(|_, _| Box::pin(async { false }));
         wasi.preopened_dir(&self.root, "/", FsPerms::ReadOnly)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("failed to open `{}` for micro `{}`", self.root.display(), self.name))?;
+            .with_context(|| {
+                format!(
+                    "failed to open `{}` for micro `{}`",
+                    self.root.display(),
+                    self.name
+                )
+            })?;
         wasi.preopened_dir(&self.tmp, "/tmp", FsPerms::ReadWrite)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("failed to open `{}` for micro `{}`", self.tmp.display(), self.name))?;
+            .with_context(|| {
+                format!(
+                    "failed to open `{}` for micro `{}`",
+                    self.tmp.display(),
+                    self.name
+                )
+            })?;
         let host = Host {
             table: ResourceTable::new(),
             wasi: wasi.build(),
@@ -181,7 +218,11 @@ impl Sandbox {
         store.limiter(|host| &mut host.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
         Ok(store)
     }
@@ -192,7 +233,10 @@ impl Sandbox {
     /// than ending early) if the execution does. The execution runs in its own task so requests
     /// use every core; it is bounded by the time limit twice over: the epoch deadline stops a
     /// guest spinning in wasm, and a timer around the whole task stops one blocked in a host call.
-    pub(crate) async fn handle<B>(&self, request: http::Request<B>) -> Result<http::Response<ResponseBody>, ExecutionError>
+    pub(crate) async fn handle<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> Result<http::Response<ResponseBody>, ExecutionError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -201,31 +245,47 @@ impl Sandbox {
         let limit = self.limits.execution_time;
         let deadline = started + limit;
         let (stdout, stderr, log) = GuestOutput::pair(&self.name, self.limits.guest_output);
-        let mut store = self.new_store(deadline, stdout, stderr).map_err(|e| setup_error(&e))?;
+        let mut store = self
+            .new_store(deadline, stdout, stderr)
+            .map_err(|e| setup_error(&e))?;
         let (head_tx, head_rx) = tokio::sync::oneshot::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
-        let request = http.new_incoming_request(Scheme::Http, request).map_err(|e| setup_error(&anyhow::Error::from(e)))?;
-        let out = http.new_response_outparam(head_tx).map_err(|e| setup_error(&anyhow::Error::from(e)))?;
+        let request = http
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|e| setup_error(&anyhow::Error::from(e)))?;
+        let out = http
+            .new_response_outparam(head_tx)
+            .map_err(|e| setup_error(&anyhow::Error::from(e)))?;
         let pre = self.pre.clone();
         let memory_limit = self.limits.memory;
 
         let execution = async move {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, request, out).await
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, out)
+                    .await
             };
             let result = match tokio::time::timeout_at(deadline.into(), run).await {
                 Ok(Ok(())) => Ok(()),
                 Err(_elapsed) => Err(ExecutionError::Timeout { limit }),
-                Ok(Err(error)) => Err(classify(&error, store.data().limiter.was_hit(), memory_limit, limit)),
+                Ok(Err(error)) => Err(classify(
+                    &error,
+                    store.data().limiter.was_hit(),
+                    memory_limit,
+                    limit,
+                )),
             };
             drop(store);
             log.lock().unwrap_or_else(|e| e.into_inner()).finish();
             let elapsed_ms = started.elapsed().as_millis() as u64;
             match &result {
                 Ok(()) => tracing::debug!(elapsed_ms, "execution finished"),
-                Err(error) => tracing::warn!(elapsed_ms, error.type = error.kind(), "execution failed: {error}"),
+                Err(error) => {
+                    tracing::warn!(elapsed_ms, error.type = error.kind(), "execution failed: {error}")
+                }
             }
             let _ = done_tx.send(result);
         };
@@ -240,10 +300,14 @@ impl Sandbox {
                     .and_then(|v| v.parse::<u64>().ok());
                 if declared.is_some_and(|len| len > self.limits.response_body) {
                     task.abort();
-                    return Err(ExecutionError::ResponseTooLarge { limit: self.limits.response_body });
+                    return Err(ExecutionError::ResponseTooLarge {
+                        limit: self.limits.response_body,
+                    });
                 }
                 let abort = task.abort_handle();
-                Ok(response.map(|body| ResponseBody::guest(body, self.limits.response_body, done_rx, abort)))
+                Ok(response.map(|body| {
+                    ResponseBody::guest(body, self.limits.response_body, done_rx, abort)
+                }))
             }
             Ok(Err(code)) => Err(ExecutionError::GuestError(format!("{code:?}"))),
             Err(_) => match done_rx.await {
@@ -280,9 +344,16 @@ fn setup_error(error: &anyhow::Error) -> ExecutionError {
 }
 
 /// Names the cause of a failed call: the memory limit, the time limit, or another trap.
-fn classify(error: &wasmtime::Error, memory_hit: bool, memory_limit: u64, time_limit: std::time::Duration) -> ExecutionError {
+fn classify(
+    error: &wasmtime::Error,
+    memory_hit: bool,
+    memory_limit: u64,
+    time_limit: std::time::Duration,
+) -> ExecutionError {
     if memory_hit {
-        ExecutionError::MemoryExceeded { limit: memory_limit }
+        ExecutionError::MemoryExceeded {
+            limit: memory_limit,
+        }
     } else if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         ExecutionError::Timeout { limit: time_limit }
     } else {

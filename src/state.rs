@@ -28,7 +28,9 @@ pub struct Keys {
 impl Keys {
     /// `DETA_PROJECT_KEY` of a Micro: `<project id>_<secret>`.
     pub fn project_key(&self, micro: &str) -> Option<String> {
-        self.secrets.get(micro).map(|secret| format!("{}_{secret}", self.project_id))
+        self.secrets
+            .get(micro)
+            .map(|secret| format!("{}_{secret}", self.project_id))
     }
 }
 
@@ -42,7 +44,8 @@ impl StateDir {
     /// Opens (creating if needed) the state folder at `root`.
     pub fn open(root: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let root = root.into();
-        std::fs::create_dir_all(&root).with_context(|| format!("failed to create the state folder `{}`", root.display()))?;
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("failed to create the state folder `{}`", root.display()))?;
         Ok(Self { root })
     }
 
@@ -56,22 +59,35 @@ impl StateDir {
     pub fn keys(&self, micros: &[&str]) -> anyhow::Result<Keys> {
         let path = self.root.join(KEYS_FILE);
         let mut keys = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<Keys>(&text)
-                .with_context(|| format!("`{}` is damaged: restore it from a backup, or delete it to make new keys", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Keys { project_id: random_string(PROJECT_ID_LEN, b"abcdefghijklmnopqrstuvwxyz0123456789"), secrets: BTreeMap::new() }
+            Ok(text) => toml::from_str::<Keys>(&text).with_context(|| {
+                format!(
+                    "`{}` is damaged: restore it from a backup, or delete it to make new keys",
+                    path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Keys {
+                project_id: random_string(PROJECT_ID_LEN, b"abcdefghijklmnopqrstuvwxyz0123456789"),
+                secrets: BTreeMap::new(),
+            },
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to read `{}`", path.display()));
             }
-            Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", path.display())),
         };
         let mut changed = !path.exists();
         for micro in micros {
             if !keys.secrets.contains_key(*micro) {
-                keys.secrets.insert((*micro).to_string(), random_string(SECRET_LEN, ALPHANUMERIC));
+                keys.secrets.insert(
+                    (*micro).to_string(),
+                    random_string(SECRET_LEN, ALPHANUMERIC),
+                );
                 changed = true;
             }
         }
         if changed {
-            write_private(&path, &toml::to_string(&keys).context("failed to encode the keys")?)?;
+            write_private(
+                &path,
+                &toml::to_string(&keys).context("failed to encode the keys")?,
+            )?;
         }
         Ok(keys)
     }
@@ -85,9 +101,12 @@ impl StateDir {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("failed to empty `{}`", dir.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to empty `{}`", dir.display()));
+            }
         }
-        std::fs::create_dir_all(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create `{}`", dir.display()))?;
         Ok(dir)
     }
 }
@@ -97,7 +116,9 @@ const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// `len` characters drawn uniformly from `alphabet` with the operating system's generator.
 fn random_string(len: usize, alphabet: &[u8]) -> String {
     let mut rng = rand::rng();
-    (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
+    (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 /// Writes `text` to `path` atomically, readable only by the owner.
@@ -107,7 +128,9 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).with_context(|| format!("failed to write `{}`", tmp.display()))?;
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("failed to write `{}`", tmp.display()))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("failed to write `{}`", tmp.display()))?;
@@ -132,7 +155,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join(KEYS_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(KEYS_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -18,7 +18,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets in-flight
 /// requests finish (up to the execution limit plus [`SHUTDOWN_GRACE`]) and returns.
-pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new());
@@ -53,9 +57,22 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         );
     }
     drop(listener);
-    let wait = app.inner.micros.iter().map(|m| m.limits().execution_time).max().unwrap_or_default() + SHUTDOWN_GRACE;
-    tracing::info!("shutting down: waiting up to {} for in-flight requests", humantime::format_duration(wait));
-    if tokio::time::timeout(wait, graceful.shutdown()).await.is_err() {
+    let wait = app
+        .inner
+        .micros
+        .iter()
+        .map(|m| m.limits().execution_time)
+        .max()
+        .unwrap_or_default()
+        + SHUTDOWN_GRACE;
+    tracing::info!(
+        "shutting down: waiting up to {} for in-flight requests",
+        humantime::format_duration(wait)
+    );
+    if tokio::time::timeout(wait, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown: some connections did not finish in time");
     }
     Ok(())

@@ -16,7 +16,9 @@ impl ExecutionError {
             Self::MemoryExceeded { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
-            Self::Trap(_) | Self::NoResponse | Self::GuestError(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Trap(_) | Self::NoResponse | Self::GuestError(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Self::Body(_) | Self::Setup(_) | Self::Aborted => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -26,11 +28,20 @@ impl ExecutionError {
     pub fn client_message(&self) -> String {
         match self {
             Self::BadRequest(_) => "the request body could not be read".into(),
-            Self::RequestTooLarge { limit } => format!("request body exceeds the limit of {limit} bytes"),
-            Self::UpgradeUnsupported => "websocket and other protocol upgrades are not supported".into(),
+            Self::RequestTooLarge { limit } => {
+                format!("request body exceeds the limit of {limit} bytes")
+            }
+            Self::UpgradeUnsupported => {
+                "websocket and other protocol upgrades are not supported".into()
+            }
             Self::MemoryExceeded { limit } => format!("memory limit of {limit} bytes exceeded"),
-            Self::Timeout { limit } => format!("execution time limit of {} exceeded", humantime::format_duration(*limit)),
-            Self::ResponseTooLarge { limit } => format!("response body exceeds the limit of {limit} bytes"),
+            Self::Timeout { limit } => format!(
+                "execution time limit of {} exceeded",
+                humantime::format_duration(*limit)
+            ),
+            Self::ResponseTooLarge { limit } => {
+                format!("response body exceeds the limit of {limit} bytes")
+            }
             Self::Trap(_) => "the Micro crashed (trap or panic)".into(),
             Self::NoResponse => "the Micro returned without a response".into(),
             Self::GuestError(_) => "the Micro answered with an error instead of a response".into(),
@@ -48,12 +59,21 @@ mod tests {
         assert_eq!(ExecutionError::RequestTooLarge { limit: 1 }.status(), 413);
         assert_eq!(ExecutionError::UpgradeUnsupported.status(), 501);
         assert_eq!(ExecutionError::MemoryExceeded { limit: 1 }.status(), 500);
-        assert_eq!(ExecutionError::Timeout { limit: std::time::Duration::from_secs(20) }.status(), 504);
+        assert_eq!(
+            ExecutionError::Timeout {
+                limit: std::time::Duration::from_secs(20)
+            }
+            .status(),
+            504
+        );
         assert_eq!(ExecutionError::ResponseTooLarge { limit: 1 }.status(), 502);
         assert_eq!(ExecutionError::Trap("x".into()).status(), 500);
         assert_eq!(ExecutionError::NoResponse.status(), 500);
         assert_eq!(
-            ExecutionError::Timeout { limit: std::time::Duration::from_secs(20) }.client_message(),
+            ExecutionError::Timeout {
+                limit: std::time::Duration::from_secs(20)
+            }
+            .client_message(),
             "execution time limit of 20s exceeded"
         );
     }

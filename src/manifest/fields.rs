@@ -175,14 +175,28 @@ impl TryFrom<String> for Engine {
         if value == super::ENGINE {
             return Ok(Engine);
         }
-        let deta = ["python3.8", "python3.9", "nodejs14", "nodejs16", "static", "react", "vue", "svelte", "next", "nuxt", "custom"];
+        let deta = [
+            "python3.8",
+            "python3.9",
+            "nodejs14",
+            "nodejs16",
+            "static",
+            "react",
+            "vue",
+            "svelte",
+            "next",
+            "nuxt",
+            "custom",
+        ];
         if deta.contains(&value.as_str()) {
             Err(format!(
                 "Deta's `{value}` engine is not supported: micros runs WebAssembly components; \
                  compile the Micro to a `wasm32-wasip2` component and set engine = \"wasm32-wasip2\" (or remove `engine`)"
             ))
         } else {
-            Err(format!("unknown engine `{value}`: the only engine is \"wasm32-wasip2\""))
+            Err(format!(
+                "unknown engine `{value}`: the only engine is \"wasm32-wasip2\""
+            ))
         }
     }
 }
@@ -198,7 +212,9 @@ impl TryFrom<String> for Trigger {
         if value == "schedule" {
             Ok(Trigger)
         } else {
-            Err(format!("unknown trigger `{value}`: the only trigger is \"schedule\""))
+            Err(format!(
+                "unknown trigger `{value}`: the only trigger is \"schedule\""
+            ))
         }
     }
 }
@@ -214,7 +230,9 @@ impl TryFrom<i64> for Version {
         if value == 1 {
             Ok(Version)
         } else {
-            Err(format!("manifest version {value} is not supported: set `v = 1`"))
+            Err(format!(
+                "manifest version {value} is not supported: set `v = 1`"
+            ))
         }
     }
 }
@@ -244,7 +262,13 @@ mod tests {
 
     #[test]
     fn intervals() {
-        for ok in ["0/15 * * * *", "5 minutes", "1 hour", "2 days", "0 9 * * mon-fri"] {
+        for ok in [
+            "0/15 * * * *",
+            "5 minutes",
+            "1 hour",
+            "2 days",
+            "0 9 * * mon-fri",
+        ] {
             assert!(Interval::try_from(ok.to_string()).is_ok(), "{ok}");
         }
         for bad in ["", "0 minutes", "5 weeks", "* * * *", "* * * * * *"] {

@@ -23,7 +23,11 @@ pub(super) fn manifest(manifest: &mut Manifest) -> Result<(), ManifestError> {
 
 fn validate_micro_count(m: &Manifest) -> Result<(), ManifestError> {
     match m.micros.len() {
-        0 => Err(m.invalid("micros", "the app has no Micro", "add a `[[micros]]` table with `name`, `src` and `component`")),
+        0 => Err(m.invalid(
+            "micros",
+            "the app has no Micro",
+            "add a `[[micros]]` table with `name`, `src` and `component`",
+        )),
         n if n > MAX_MICROS => Err(m.invalid(
             "micros",
             format!("the app has {n} Micros; at most {MAX_MICROS} are allowed"),
@@ -39,7 +43,10 @@ fn validate_unique_names(m: &Manifest) -> Result<(), ManifestError> {
         if let Some(first) = seen.insert(micro.name.as_str(), i) {
             return Err(m.invalid(
                 format!("micros[{i}].name"),
-                format!("the name `{}` is already used by micros[{first}]", micro.name),
+                format!(
+                    "the name `{}` is already used by micros[{first}]",
+                    micro.name
+                ),
                 "give every Micro its own name",
             ));
         }
@@ -59,7 +66,9 @@ fn validate_primary(m: &mut Manifest) -> Result<(), ManifestError> {
         m.micros[0].primary = true;
         return Ok(());
     }
-    let primaries: Vec<usize> = (0..m.micros.len()).filter(|&i| m.micros[i].primary_field == Some(true)).collect();
+    let primaries: Vec<usize> = (0..m.micros.len())
+        .filter(|&i| m.micros[i].primary_field == Some(true))
+        .collect();
     match primaries.as_slice() {
         [one] => {
             let one = *one;
@@ -89,13 +98,18 @@ fn validate_paths(m: &mut Manifest) -> Result<(), ManifestError> {
             if let Some(path) = &micro.path_field {
                 return Err(m.invalid(
                     format!("micros[{i}].path"),
-                    format!("the primary Micro is served at `/`, so `path = \"{path}\"` cannot apply"),
+                    format!(
+                        "the primary Micro is served at `/`, so `path = \"{path}\"` cannot apply"
+                    ),
                     "remove `path` from the primary Micro",
                 ));
             }
             "/".to_string()
         } else {
-            micro.path_field.as_ref().map_or_else(|| format!("/{}", micro.name), |p| p.as_str().to_string())
+            micro
+                .path_field
+                .as_ref()
+                .map_or_else(|| format!("/{}", micro.name), |p| p.as_str().to_string())
         };
         if let Some(first) = seen.insert(route.to_ascii_lowercase(), i) {
             return Err(m.invalid(
@@ -145,7 +159,11 @@ fn validate_actions(m: &Manifest) -> Result<(), ManifestError> {
         if micro.actions.len() > MAX_ACTIONS_PER_MICRO {
             return Err(m.invalid(
                 format!("micros[{i}].actions"),
-                format!("`{}` declares {} actions; at most {MAX_ACTIONS_PER_MICRO} are allowed", micro.name, micro.actions.len()),
+                format!(
+                    "`{}` declares {} actions; at most {MAX_ACTIONS_PER_MICRO} are allowed",
+                    micro.name,
+                    micro.actions.len()
+                ),
                 "remove actions or merge them into one",
             ));
         }
@@ -182,17 +200,24 @@ pub(super) fn files(m: &Manifest) -> Result<(), ManifestError> {
                 "point `src` at the Micro's folder, relative to the manifest",
             ));
         }
+        check_component(m, i, &micro.component_path(m))?;
         let total = folder_size(&src).map_err(|e| {
-            m.invalid(format!("micros[{i}].src"), format!("cannot read `{}`: {e}", src.display()), "check the folder's permissions")
+            m.invalid(
+                format!("micros[{i}].src"),
+                format!("cannot read `{}`: {e}", src.display()),
+                "check the folder's permissions",
+            )
         })?;
         if total > MAX_SRC_BYTES {
             return Err(m.invalid(
                 format!("micros[{i}].src"),
-                format!("the files under `{}` total {total} bytes; at most {MAX_SRC_BYTES} are allowed", src.display()),
+                format!(
+                    "the files under `{}` total {total} bytes; at most {MAX_SRC_BYTES} are allowed",
+                    src.display()
+                ),
                 "move large or build-only files out of the Micro's folder",
             ));
         }
-        check_component(m, i, &micro.component_path(m))?;
     }
     Ok(())
 }
@@ -207,12 +232,20 @@ fn check_component(m: &Manifest, i: usize, path: &Path) -> Result<(), ManifestEr
         )
     })?;
     if !metadata.is_file() {
-        return Err(m.invalid(&field, format!("`{}` is not a file", path.display()), "point `component` at the built .wasm file"));
+        return Err(m.invalid(
+            &field,
+            format!("`{}` is not a file", path.display()),
+            "point `component` at the built .wasm file",
+        ));
     }
     if metadata.len() > MAX_COMPONENT_BYTES {
         return Err(m.invalid(
             &field,
-            format!("`{}` is {} bytes; at most {MAX_COMPONENT_BYTES} are allowed", path.display(), metadata.len()),
+            format!(
+                "`{}` is {} bytes; at most {MAX_COMPONENT_BYTES} are allowed",
+                path.display(),
+                metadata.len()
+            ),
             "build in release mode and strip debug information",
         ));
     }

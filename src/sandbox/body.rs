@@ -37,12 +37,22 @@ impl ResponseBody {
         outcome: oneshot::Receiver<Result<(), ExecutionError>>,
         execution: AbortHandle,
     ) -> Self {
-        Self { kind: Kind::Guest { inner, sent: 0, limit, outcome: Some(outcome), execution } }
+        Self {
+            kind: Kind::Guest {
+                inner,
+                sent: 0,
+                limit,
+                outcome: Some(outcome),
+                execution,
+            },
+        }
     }
 
     /// A body of fixed bytes, as the runtime's own responses have.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        Self { kind: Kind::Full(Some(bytes.into())) }
+        Self {
+            kind: Kind::Full(Some(bytes.into())),
+        }
     }
 }
 
@@ -50,10 +60,24 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = ExecutionError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ExecutionError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExecutionError>>> {
         match &mut self.kind {
-            Kind::Full(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
-            Kind::Guest { inner, sent, limit, outcome, execution } => {
+            Kind::Full(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+            Kind::Guest {
+                inner,
+                sent,
+                limit,
+                outcome,
+                execution,
+            } => {
                 if let Some(frame) = ready!(Pin::new(&mut *inner).poll_frame(cx)) {
                     let frame = frame.map_err(|e| ExecutionError::Body(e.to_string()))?;
                     if let Some(data) = frame.data_ref() {
@@ -61,13 +85,17 @@ impl Body for ResponseBody {
                         if *sent > *limit {
                             execution.abort();
                             *outcome = None;
-                            return Poll::Ready(Some(Err(ExecutionError::ResponseTooLarge { limit: *limit })));
+                            return Poll::Ready(Some(Err(ExecutionError::ResponseTooLarge {
+                                limit: *limit,
+                            })));
                         }
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 // The guest's body ended: it is complete only if the execution succeeded.
-                let Some(receiver) = outcome else { return Poll::Ready(None) };
+                let Some(receiver) = outcome else {
+                    return Poll::Ready(None);
+                };
                 let result = ready!(Pin::new(receiver).poll(cx));
                 *outcome = None;
                 match result {

@@ -10,7 +10,11 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub(crate) fn new(limit: u64) -> Self {
-        Self { limit, used: 0, hit: false }
+        Self {
+            limit,
+            used: 0,
+            hit: false,
+        }
     }
 
     /// Whether a growth was refused because of the limit.
@@ -20,7 +24,12 @@ impl MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let growth = desired.saturating_sub(current) as u64;
         match self.used.checked_add(growth) {
             Some(total) if total <= self.limit => {
@@ -34,7 +43,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         }
     }
 
-    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(true)
     }
 }

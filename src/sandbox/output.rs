@@ -30,7 +30,10 @@ pub(crate) struct OutputLog {
 
 impl GuestOutput {
     /// A stdout and a stderr for one execution of `micro`, logging at most `limit` bytes together.
-    pub(crate) fn pair(micro: &str, limit: u64) -> (GuestOutput, GuestOutput, Arc<Mutex<OutputLog>>) {
+    pub(crate) fn pair(
+        micro: &str,
+        limit: u64,
+    ) -> (GuestOutput, GuestOutput, Arc<Mutex<OutputLog>>) {
         let log = Arc::new(Mutex::new(OutputLog {
             micro: micro.to_string(),
             remaining: limit,
@@ -38,8 +41,14 @@ impl GuestOutput {
             pending: [Vec::new(), Vec::new()],
         }));
         (
-            GuestOutput { stream: "stdout", log: log.clone() },
-            GuestOutput { stream: "stderr", log: log.clone() },
+            GuestOutput {
+                stream: "stdout",
+                log: log.clone(),
+            },
+            GuestOutput {
+                stream: "stderr",
+                log: log.clone(),
+            },
             log,
         )
     }
@@ -56,7 +65,9 @@ impl OutputLog {
     }
 
     fn accept(&mut self, stream: &'static str, bytes: &[u8]) {
-        let kept = bytes.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let kept = bytes
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         self.remaining -= kept as u64;
         self.dropped += (bytes.len() - kept) as u64;
         let (kept, _) = bytes.split_at(kept);
@@ -135,7 +146,11 @@ impl Pollable for GuestOutput {
 }
 
 impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.accept(buf);
         Poll::Ready(Ok(buf.len()))
     }

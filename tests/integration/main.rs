@@ -1,1 +1,23 @@
-//! Placeholder.
+//! The integration tests: real guest components, real stores, real HTTP over loopback.
+
+mod cli;
+mod limits;
+mod manifest;
+mod serving;
+mod support;
+
+/// Every guest under `guests/` is used by a test: a guest nobody runs is dead weight.
+#[test]
+fn every_guest_has_a_test() {
+    let sources: String = ["cli.rs", "limits.rs", "manifest.rs", "serving.rs"]
+        .iter()
+        .map(|f| std::fs::read_to_string(format!("tests/integration/{f}")).expect("test source"))
+        .collect();
+    for (name, _) in micros_guests::ALL {
+        let constant = format!("guests::{}", name.to_uppercase());
+        assert!(
+            sources.contains(&constant),
+            "guest `{name}` has no test: use `{constant}` in a test"
+        );
+    }
+}

@@ -16,6 +16,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Big {
         };
         let (response, body) = kit::start(200, headers);
         ResponseOutparam::set(out, Ok(response));
+        let stream = body.write().expect("response body stream");
         let chunk = vec![b'x'; 64 * 1024];
         let mut sent = 0;
         while sent < bytes {
@@ -23,12 +24,13 @@ impl wasip2::exports::http::incoming_handler::Guest for Big {
                 panic!("big: trapping after {sent} bytes as asked");
             }
             let n = chunk.len().min(bytes - sent);
-            kit::write_all(&body, &chunk[..n]);
+            kit::write_all(&stream, &chunk[..n]);
             sent += n;
         }
         if trap_after.is_some() {
             panic!("big: trapping at the end as asked");
         }
+        drop(stream);
         OutgoingBody::finish(body, None).expect("finish");
     }
 }

@@ -1,10 +1,11 @@
 //! Small helpers the test guests share: read a request, answer it, look up a query parameter.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 
 use wasip2::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
+use wasip2::io::streams::OutputStream;
 
 /// The request line of an incoming request, as the guest sees it.
 pub fn path_with_query(request: &IncomingRequest) -> String {
@@ -23,7 +24,9 @@ pub fn query(request: &IncomingRequest, name: &str) -> Option<String> {
 
 /// The numeric query parameter `name`, or `default`.
 pub fn query_u64(request: &IncomingRequest, name: &str, default: u64) -> u64 {
-    query(request, name).and_then(|v| v.parse().ok()).unwrap_or(default)
+    query(request, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Reads the whole request body.
@@ -42,22 +45,28 @@ pub fn read_body(request: &IncomingRequest) -> Vec<u8> {
 pub fn respond(out: ResponseOutparam, status: u16, headers: &[(&str, &[u8])], body: &[u8]) {
     let (response, out_body) = start(status, headers);
     ResponseOutparam::set(out, Ok(response));
-    write_all(&out_body, body);
+    {
+        let stream = out_body.write().expect("response body stream");
+        write_all(&stream, body);
+    }
     OutgoingBody::finish(out_body, None).expect("finish response body");
 }
 
 /// Sends a plain-text 200 response.
 pub fn text(out: ResponseOutparam, body: &str) {
-    respond(out, 200, &[("content-type", b"text/plain; charset=utf-8")], body.as_bytes());
+    respond(
+        out,
+        200,
+        &[("content-type", b"text/plain; charset=utf-8")],
+        body.as_bytes(),
+    );
 }
 
 /// Builds a response and its body without sending it.
 pub fn start(status: u16, headers: &[(&str, &[u8])]) -> (OutgoingResponse, OutgoingBody) {
     let fields = Fields::new();
     for (name, value) in headers {
-        fields
-            .append(name, value)
-            .expect("valid response header");
+        fields.append(name, value).expect("valid response header");
     }
     let response = OutgoingResponse::new(fields);
     response.set_status_code(status).expect("valid status code");
@@ -65,11 +74,12 @@ pub fn start(status: u16, headers: &[(&str, &[u8])]) -> (OutgoingResponse, Outgo
     (response, body)
 }
 
-/// Writes `bytes` to an outgoing body in chunks the host accepts.
-pub fn write_all(body: &OutgoingBody, bytes: &[u8]) {
-    let mut stream = body.write().expect("response body stream");
+/// Writes `bytes` to a body's stream (an outgoing body hands out its stream once) and flushes.
+pub fn write_all(stream: &OutputStream, bytes: &[u8]) {
+    // `blocking-write-and-flush` takes at most 4096 bytes a call.
     for chunk in bytes.chunks(4096) {
-        stream.write_all(chunk).expect("write response body");
+        stream
+            .blocking_write_and_flush(chunk)
+            .expect("write response body");
     }
-    stream.flush().expect("flush response body");
 }

@@ -8,7 +8,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Panic {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         match kit::path_with_query(&request).as_str() {
             "/silent" => drop(out),
-            "/error" => ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("on purpose".into())))),
+            "/error" => ResponseOutparam::set(
+                out,
+                Err(ErrorCode::InternalError(Some("on purpose".into()))),
+            ),
             _ => panic!("the panic guest panics on purpose"),
         }
     }

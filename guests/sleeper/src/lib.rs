@@ -12,9 +12,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Sleeper {
         if kit::query(&request, "after_head").is_some() {
             let (response, body) = kit::start(200, &[]);
             ResponseOutparam::set(out, Ok(response));
-            kit::write_all(&body, b"partial");
+            let stream = body.write().expect("response body stream");
+            kit::write_all(&stream, b"partial");
             std::thread::sleep(Duration::from_millis(ms));
-            kit::write_all(&body, b" and the rest");
+            kit::write_all(&stream, b" and the rest");
+            drop(stream);
             OutgoingBody::finish(body, None).expect("finish");
             return;
         }

@@ -10,7 +10,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Spin {
             // Send the head and some body, then spin: the limit must cut the body.
             let (response, body) = kit::start(200, &[]);
             ResponseOutparam::set(out, Ok(response));
-            kit::write_all(&body, b"partial");
+            let stream = body.write().expect("response body stream");
+            kit::write_all(&stream, b"partial");
             spin_forever();
         }
         let _ = out;

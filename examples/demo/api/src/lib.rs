@@ -2,7 +2,9 @@
 
 use std::io::{Read as _, Write as _};
 
-use wasip2::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 const NOTES: &str = "/tmp/notes.txt";
 
@@ -13,12 +15,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Api {
         let path = request.path_with_query().unwrap_or_default();
         let route = path.split('?').next().unwrap_or("/").to_string();
         let (status, body) = match (request.method(), route.as_str()) {
-            (Method::Get, "/") => (200, format!(
-                "{{\"micro\":{},\"type\":{},\"version\":{}}}",
-                json(&var("DETA_SPACE_APP_MICRO_NAME")),
-                json(&var("DETA_SPACE_APP_MICRO_TYPE")),
-                json(&var("DETA_SPACE_APP_VERSION")),
-            )),
+            (Method::Get, "/") => (
+                200,
+                format!(
+                    "{{\"micro\":{},\"type\":{},\"version\":{}}}",
+                    json(&var("DETA_SPACE_APP_MICRO_NAME")),
+                    json(&var("DETA_SPACE_APP_MICRO_TYPE")),
+                    json(&var("DETA_SPACE_APP_VERSION")),
+                ),
+            ),
             (Method::Get, "/notes") => {
                 let notes = std::fs::read_to_string(NOTES).unwrap_or_default();
                 let items: Vec<String> = notes.lines().map(json).collect();

@@ -2,7 +2,9 @@
 
 use std::io::Write as _;
 
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct Web;
 
@@ -14,9 +16,17 @@ impl wasip2::exports::http::incoming_handler::Guest for Web {
             "/" => match std::fs::read_to_string("/static/index.html") {
                 Ok(page) => {
                     let greeting = std::env::var("GREETING").unwrap_or_default();
-                    (200, "text/html; charset=utf-8", page.replace("{{GREETING}}", &escape(&greeting)))
+                    (
+                        200,
+                        "text/html; charset=utf-8",
+                        page.replace("{{GREETING}}", &escape(&greeting)),
+                    )
                 }
-                Err(e) => (500, "text/plain; charset=utf-8", format!("cannot read the page: {e}\n")),
+                Err(e) => (
+                    500,
+                    "text/plain; charset=utf-8",
+                    format!("cannot read the page: {e}\n"),
+                ),
             },
             _ => (404, "text/plain; charset=utf-8", "not found\n".to_string()),
         };
@@ -25,7 +35,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Web {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn send(out: ResponseOutparam, status: u16, kind: &str, body: &[u8]) {

@@ -1,0 +1,243 @@
+//! The `micros` command as a user runs it: `up` on port 0, `check`, `build`, signals, exit codes.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use micros_guests as guests;
+use tokio::io::AsyncBufReadExt as _;
+use tokio::process::{Child, Command};
+
+use crate::support::{micro, write_app};
+
+const MICROS: &str = env!("CARGO_BIN_EXE_micros");
+
+/// A running `micros up`, its address read from the first line of its stderr.
+struct Up {
+    child: Child,
+    addr: std::net::SocketAddr,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+async fn up(args: &[&str]) -> Up {
+    let mut child = Command::new(MICROS)
+        .arg("up")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start micros");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .strip_prefix("micros listening on http://")
+        .unwrap_or_else(|| panic!("first line: {first}"));
+    let addr = addr.parse().unwrap();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let sink = stderr.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Up {
+        child,
+        addr,
+        stderr,
+    }
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> crate::support::Reply {
+    // The app may still be loading: connections wait in the listen queue until it serves.
+    let request = http::Request::get(path)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), crate::support::send(addr, request))
+        .await
+        .expect("response in time")
+}
+
+async fn terminate(mut up: Up) -> std::process::ExitStatus {
+    let pid = up.child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::timeout(Duration::from_secs(30), up.child.wait())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_serves_logs_guest_output_and_stops_on_sigterm() {
+    let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
+    let up = up(&[dir.path().to_str().unwrap()]).await;
+    let reply = get(up.addr, "/?log").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "hello from micros\n");
+    let request_id = reply.header("x-request-id").unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stderr = up.stderr.lock().unwrap().join("\n");
+    for stream in ["stdout", "stderr"] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("hello on {stream}")))
+            .unwrap_or_else(|| panic!("no guest {stream} line in:\n{stderr}"));
+        assert!(line.contains(&format!("request_id={request_id}")), "{line}");
+        assert!(line.contains("micro=web"), "{line}");
+        assert!(line.contains(&format!("stream=\"{stream}\"")), "{line}");
+    }
+    let access = stderr
+        .lines()
+        .find(|l| l.contains(&format!("request_id={request_id}")) && l.contains("status=200"));
+    assert!(
+        access.is_some_and(|l| l.contains("method=GET") && l.contains("path=/")),
+        "{stderr}"
+    );
+    let status = terminate(up).await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_applies_limit_flags_and_presets() {
+    let (dir, _) = write_app(&[
+        micro("web", guests::SPIN).primary(),
+        micro("env", guests::ENV)
+            .toml("[[micros.presets.env]]\nname = \"GREETING\"\ndefault = \"hello\""),
+    ]);
+    let up = up(&[
+        dir.path().to_str().unwrap(),
+        "--timeout",
+        "1s",
+        "--env",
+        "env.GREETING=hi there",
+        "--hostname",
+        "notes.example",
+    ])
+    .await;
+    let reply = get(up.addr, "/").await;
+    assert_eq!(reply.status, 504);
+    assert_eq!(
+        reply.text(),
+        "micro `web`: execution time limit of 1s exceeded\n"
+    );
+    let env = get(up.addr, "/env").await.text();
+    assert!(env.contains("\nGREETING=hi there\n"), "{env}");
+    assert!(
+        env.contains("\nDETA_SPACE_APP_HOSTNAME=notes.example\n"),
+        "{env}"
+    );
+    assert!(terminate(up).await.success());
+}
+
+async fn run(args: &[&str]) -> (i32, String) {
+    let output = Command::new(MICROS)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run micros");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_accepts_a_good_app_and_names_the_problem_in_a_bad_one() {
+    let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
+    let (code, stderr) = run(&["check", dir.path().to_str().unwrap()]).await;
+    assert_eq!(
+        (code, stderr.as_str()),
+        (0, "ok: 1 Micro(s) valid and compiled\n")
+    );
+
+    let (code, stderr) = run(&["check", "tests/manifests/two-primaries"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        format!(
+            "error: {}",
+            std::fs::read_to_string("tests/manifests/two-primaries/expected.txt").unwrap()
+        )
+    );
+
+    let (code, stderr) = run(&["check", "tests/manifests/core-module"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("is a core WebAssembly module, not a component"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run(&["check", "/nonexistent/app"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "error: cannot read `/nonexistent/app`: No such file or directory (os error 2)\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_refuses_an_undeclared_preset() {
+    let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
+    let (code, stderr) = run(&[
+        "up",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--env",
+        "SECRET=x",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.ends_with(
+            "error: --env SECRET: no Micro declares a preset `SECRET`; only variables under `[[micros.presets.env]]` can be set\n"
+        ),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["up", dir.path().to_str().unwrap(), "--env", "PORT=1"]).await;
+    assert_eq!(code, 2, "clap rejects a reserved name: {stderr}");
+    assert!(stderr.contains("`PORT` is set by the runtime"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn build_runs_commands_in_src_and_stops_at_a_failure() {
+    let (dir, _) = write_app(&[micro("web", guests::HELLO)
+        .primary()
+        .toml("commands = [\"echo built > built.txt\", \"pwd > where.txt\"]")]);
+    let (code, stderr) = run(&["build", dir.path().to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("web/built.txt")).unwrap(),
+        "built\n"
+    );
+    let src = dir.path().join("web").canonicalize().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("web/where.txt"))
+            .unwrap()
+            .trim(),
+        src.to_str().unwrap()
+    );
+
+    let (dir, _) = write_app(&[micro("web", guests::HELLO)
+        .primary()
+        .toml("commands = [\"exit 3\", \"touch never\"]")]);
+    let (code, stderr) = run(&["build", dir.path().to_str().unwrap()]).await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("error: micro `web`: build command `exit 3` failed (exit status: 3)"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("web/never").exists());
+}
