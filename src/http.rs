@@ -124,10 +124,10 @@ impl App {
         }
         let (mut parts, body) = request.into_parts();
         parts.uri = uri;
-        if !parts.headers.contains_key(HOST) {
-            if let Ok(host) = HeaderValue::from_str(&self.inner.hostname) {
-                parts.headers.insert(HOST, host);
-            }
+        if !parts.headers.contains_key(HOST)
+            && let Ok(host) = HeaderValue::from_str(&self.inner.hostname)
+        {
+            parts.headers.insert(HOST, host);
         }
         let body: GuestBody = if declared.is_some() || body.is_end_stream() {
             // The length is known and within the limit: stream it, still counting.

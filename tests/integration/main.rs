@@ -1,10 +1,12 @@
 //! The integration tests: real guest components, real stores, real HTTP over loopback.
+#![expect(clippy::unwrap_used, reason = "a test that cannot unwrap has failed: the panic says where")]
 
 mod cli;
 mod limits;
 mod manifest;
 mod serving;
 mod support;
+mod world;
 
 /// Every guest under `guests/` is used by a test: a guest nobody runs is dead weight.
 #[test]

@@ -26,7 +26,7 @@ fn every_bad_manifest_has_its_exact_error() {
     let mut failures = Vec::new();
     for case in cases {
         let actual = match load_and_check(&case) {
-            Ok(_) => format!("(no error)\n"),
+            Ok(_) => "(no error)\n".to_string(),
             Err(error) => format!("{error}\n"),
         };
         let expected_file = case.join("expected.txt");
