@@ -241,3 +241,48 @@ async fn build_runs_commands_in_src_and_stops_at_a_failure() {
     );
     assert!(!dir.path().join("web/never").exists());
 }
+
+/// The README's demo command, as a new user runs it: build the demo's Micros, serve, answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_builds_and_serves() {
+    let state = tempfile::tempdir().unwrap();
+    let up = up(&[
+        "examples/demo",
+        "--build",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ])
+    .await;
+    let page = tokio::time::timeout(
+        Duration::from_secs(600),
+        crate::support::send(
+            up.addr,
+            http::Request::get("/")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        ),
+    )
+    .await
+    .expect("the demo answers after its build");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains("<h1>Hello from micros</h1>"),
+        "{}",
+        page.text()
+    );
+    let api = get(up.addr, "/api").await;
+    assert_eq!(
+        api.text(),
+        r#"{"micro":"api","type":"normal","version":"0.1.0"}"#
+    );
+    let saved = crate::support::send(
+        up.addr,
+        http::Request::post("/api/notes")
+            .body(http_body_util::Full::new(bytes::Bytes::from("buy milk")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(saved.status, 201);
+    assert_eq!(get(up.addr, "/api/notes").await.text(), r#"["buy milk"]"#);
+    assert!(terminate(up).await.success());
+}

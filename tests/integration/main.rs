@@ -1,5 +1,8 @@
 //! The integration tests: real guest components, real stores, real HTTP over loopback.
-#![expect(clippy::unwrap_used, reason = "a test that cannot unwrap has failed: the panic says where")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test that cannot unwrap has failed: the panic says where"
+)]
 
 mod cli;
 mod limits;

@@ -6,10 +6,13 @@ use micros_guests as guests;
 fn every_guest_targets_the_micro_world() {
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve.push_dir("wit").expect("wit/ parses");
-    let world = resolve.select_world(&[package], Some("micro")).expect("the `micro` world");
+    let world = resolve
+        .select_world(&[package], Some("micro"))
+        .expect("the `micro` world");
     for (name, path) in guests::ALL {
         let wasm = std::fs::read(path).unwrap();
-        wit_component::targets(&resolve, world, &wasm).unwrap_or_else(|e| panic!("guest `{name}` does not target the world: {e:?}"));
+        wit_component::targets(&resolve, world, &wasm)
+            .unwrap_or_else(|e| panic!("guest `{name}` does not target the world: {e:?}"));
     }
     // A core module is not a component of the world.
     let core = std::fs::read("tests/manifests/core-module/web/web.wasm").unwrap();
