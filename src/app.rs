@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use wasmtime::component::Component;
 
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::manifest::Manifest;
-use crate::sandbox::{Sandbox, SandboxSpec};
+use crate::sandbox::{self, Sandbox, SandboxSpec};
 use crate::state::StateDir;
 
 /// An app ready to serve: cheap to clone, shared by every connection.
@@ -47,12 +46,7 @@ impl App {
         let mut micros = Vec::with_capacity(manifest.micros.len());
         for micro in &manifest.micros {
             let name = micro.name.as_str();
-            let path = micro.component_path(&manifest);
-            let component = Component::from_file(engine.wasmtime(), &path)
-                .map_err(anyhow::Error::from)
-                .with_context(|| {
-                    format!("failed to compile micro `{name}` from `{}`", path.display())
-                })?;
+            let pre = sandbox::prepare(&engine, name, &micro.component_path(&manifest))?;
             let mut env = vec![
                 (
                     "DETA_PROJECT_KEY".to_string(),
@@ -97,7 +91,7 @@ impl App {
                 tmp: state.fresh_tmp(name)?,
                 limits: config.limits.clone(),
             };
-            micros.push(Sandbox::new(&engine, &component, spec)?);
+            micros.push(Sandbox::new(&engine, pre, spec));
         }
         let primary = manifest
             .micros
@@ -125,6 +119,22 @@ impl App {
                 hostname,
             }),
         })
+    }
+
+    /// Checks an app without running it: the manifest's files, and every component compiled,
+    /// linked against the Micro world and pre-instantiated. Touches no state (keys, `/tmp`), so
+    /// it is safe beside a running instance of the same app.
+    pub fn check(manifest: &Manifest) -> anyhow::Result<()> {
+        manifest.check_files()?;
+        let engine = Engine::new()?;
+        for micro in &manifest.micros {
+            sandbox::prepare(
+                &engine,
+                micro.name.as_str(),
+                &micro.component_path(manifest),
+            )?;
+        }
+        Ok(())
     }
 
     /// The app's manifest.

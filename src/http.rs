@@ -42,18 +42,23 @@ impl App {
             method = %request.method(),
             path = %request.uri().path(),
             request_id = %request_id,
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
         let result = self.run(index, uri, request).instrument(span.clone()).await;
         let _enter = span.enter();
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        span.record("duration_ms", elapsed_ms);
         let mut response = match result {
             Ok(response) => {
+                span.record("status", response.status().as_u16());
                 tracing::info!(status = response.status().as_u16(), elapsed_ms, "response");
                 response
             }
             Err(error) => {
                 let status = error.status();
+                span.record("status", status.as_u16());
                 tracing::warn!(status = status.as_u16(), elapsed_ms, error.type = error.kind(), "request failed: {error}");
                 let text = format!("micro `{}`: {}\n", micro.name(), error.client_message());
                 let mut response = Response::new(ResponseBody::full(text));
@@ -121,6 +126,15 @@ impl App {
         };
         if declared.is_some_and(|len| len > limit) {
             return Err(ExecutionError::RequestTooLarge { limit });
+        }
+        if request
+            .headers()
+            .get(HOST)
+            .is_some_and(|host| host.to_str().is_err())
+        {
+            return Err(ExecutionError::BadRequest(
+                "the host header is not text".into(),
+            ));
         }
         let (mut parts, body) = request.into_parts();
         parts.uri = uri;

@@ -5,7 +5,7 @@ mod body;
 mod limiter;
 mod output;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -28,8 +28,8 @@ use output::GuestOutput;
 /// Why an execution did not produce a complete response. [`crate::http`] maps each to a status.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExecutionError {
-    /// The request body could not be read from the client.
-    #[error("the request body could not be read: {0}")]
+    /// The request could not be read from the client (its body broke off, a header is not text).
+    #[error("the request could not be read: {0}")]
     BadRequest(String),
     /// The request body is larger than the limit; the guest never ran.
     #[error("request body exceeds the limit of {limit} bytes")]
@@ -76,6 +76,30 @@ pub enum ExecutionError {
     /// The execution was stopped before it finished.
     #[error("the execution was stopped")]
     Aborted,
+}
+
+/// Compiles a Micro's component, links it against the Micro world and pre-instantiates it: all
+/// the per-Micro work, done once at load (and all that `micros check` needs to prove).
+pub(crate) fn prepare(engine: &Engine, name: &str, path: &Path) -> anyhow::Result<ProxyPre<Host>> {
+    let component = Component::from_file(engine.wasmtime(), path)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("failed to compile micro `{name}` from `{}`", path.display()))?;
+    let mut linker = Linker::<Host>::new(engine.wasmtime());
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("failed to link WASI")?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("failed to link wasi:http")?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!("micro `{name}` imports something outside the Micro world (wit/micro.wit)")
+        })?;
+    ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
+        format!("micro `{name}` does not export `wasi:http/incoming-handler`: build it as a wasi:http proxy")
+    })
 }
 
 /// What a store holds for one execution: WASI, wasi-http, the resource table and the limiter.
@@ -127,32 +151,9 @@ pub(crate) struct SandboxSpec {
 }
 
 impl Sandbox {
-    /// Links a compiled component against the Micro world and pre-instantiates it.
-    pub(crate) fn new(
-        engine: &Engine,
-        component: &Component,
-        spec: SandboxSpec,
-    ) -> anyhow::Result<Self> {
-        let mut linker = Linker::<Host>::new(engine.wasmtime());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("failed to link WASI")?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("failed to link wasi:http")?;
-        let pre = linker
-            .instantiate_pre(component)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "micro `{}` imports something outside the Micro world",
-                    spec.name
-                )
-            })?;
-        let pre = ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
-            format!("micro `{}` does not export `wasi:http/incoming-handler`: build it as a wasi:http proxy", spec.name)
-        })?;
-        Ok(Self {
+    /// A sandbox for a Micro from its prepared component (see [`prepare`]).
+    pub(crate) fn new(engine: &Engine, pre: ProxyPre<Host>, spec: SandboxSpec) -> Self {
+        Self {
             name: spec.name,
             engine: engine.clone(),
             pre,
@@ -160,7 +161,7 @@ impl Sandbox {
             root: spec.root,
             tmp: spec.tmp,
             limits: spec.limits,
-        })
+        }
     }
 
     /// The Micro's name.

@@ -27,7 +27,7 @@ impl ExecutionError {
     /// to the log).
     pub fn client_message(&self) -> String {
         match self {
-            Self::BadRequest(_) => "the request body could not be read".into(),
+            Self::BadRequest(_) => "the request could not be read".into(),
             Self::RequestTooLarge { limit } => {
                 format!("request body exceeds the limit of {limit} bytes")
             }

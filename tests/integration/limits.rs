@@ -13,6 +13,28 @@ fn with_hello(spec: crate::support::MicroSpec) -> [crate::support::MicroSpec; 2]
     [spec.primary(), micro("hello", guests::HELLO).path("/hello")]
 }
 
+/// The Micro under test as primary beside a benign one, under `limits`.
+async fn limited(guest: &'static str, limits: Limits) -> Server {
+    serve_with(&with_hello(micro("web", guest)), limits, vec![]).await
+}
+
+/// Asserts `path` gets a 504 for a 1 s limit, within a few ticks of it, and the server is fine.
+async fn assert_stopped_at_one_second(server: &Server, path: &str) {
+    let started = Instant::now();
+    let reply = server.get(path).await;
+    assert_error(
+        &reply,
+        504,
+        "micro `web`: execution time limit of 1s exceeded\n",
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        "took {took:?}"
+    );
+    assert_healthy(server).await;
+}
+
 async fn assert_healthy(server: &Server) {
     let reply = server.get("/hello/").await;
     assert_eq!(reply.status, 200);
@@ -35,7 +57,7 @@ async fn memory_obeyed() {
         memory: 64 << 20,
         ..Limits::default()
     };
-    let server = serve_with(&with_hello(micro("web", guests::MEMHOG)), limits, vec![]).await;
+    let server = limited(guests::MEMHOG, limits).await;
     let reply = server.get("/?mib=40").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "held 40 MiB\n");
@@ -47,7 +69,7 @@ async fn memory_violated_by_one_big_grow() {
         memory: 64 << 20,
         ..Limits::default()
     };
-    let server = serve_with(&with_hello(micro("web", guests::MEMHOG)), limits, vec![]).await;
+    let server = limited(guests::MEMHOG, limits).await;
     let reply = server.get("/?mib=100").await;
     assert_error(
         &reply,
@@ -65,7 +87,7 @@ async fn memory_violated_by_many_small_grows() {
         memory: 64 << 20,
         ..Limits::default()
     };
-    let server = serve_with(&with_hello(micro("web", guests::MEMHOG)), limits, vec![]).await;
+    let server = limited(guests::MEMHOG, limits).await;
     let reply = server.get("/?mib=200&step=1").await;
     assert_error(
         &reply,
@@ -90,59 +112,20 @@ async fn memory_default_is_512_mib() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn time_obeyed() {
-    let server = serve_with(
-        &with_hello(micro("web", guests::SLEEPER)),
-        short_limits(Duration::from_secs(2)),
-        vec![],
-    )
-    .await;
+    let server = limited(guests::SLEEPER, short_limits(Duration::from_secs(2))).await;
     assert_eq!(server.get("/?ms=300").await.text(), "slept 300 ms\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn time_violated_by_a_cpu_loop() {
-    let server = serve_with(
-        &with_hello(micro("web", guests::SPIN)),
-        short_limits(Duration::from_secs(1)),
-        vec![],
-    )
-    .await;
-    let started = Instant::now();
-    let reply = server.get("/").await;
-    assert_error(
-        &reply,
-        504,
-        "micro `web`: execution time limit of 1s exceeded\n",
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert_healthy(&server).await;
+    let server = limited(guests::SPIN, short_limits(Duration::from_secs(1))).await;
+    assert_stopped_at_one_second(&server, "/").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn time_violated_while_blocked_in_a_host_call() {
-    let server = serve_with(
-        &with_hello(micro("web", guests::SLEEPER)),
-        short_limits(Duration::from_secs(1)),
-        vec![],
-    )
-    .await;
-    let started = Instant::now();
-    let reply = server.get("/?ms=60000").await;
-    assert_error(
-        &reply,
-        504,
-        "micro `web`: execution time limit of 1s exceeded\n",
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert_healthy(&server).await;
+    let server = limited(guests::SLEEPER, short_limits(Duration::from_secs(1))).await;
+    assert_stopped_at_one_second(&server, "/?ms=60000").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,7 +174,7 @@ async fn request_body_obeyed() {
         request_body: 1000,
         ..Limits::default()
     };
-    let server = serve_with(&with_hello(micro("web", guests::ECHO)), limits, vec![]).await;
+    let server = limited(guests::ECHO, limits).await;
     assert_eq!(
         server.post("/", vec![b'a'; 1000]).await.body.unwrap().len(),
         1000
@@ -209,7 +192,7 @@ async fn request_body_violated_with_a_declared_length() {
         request_body: 1000,
         ..Limits::default()
     };
-    let server = serve_with(&with_hello(micro("web", guests::ECHO)), limits, vec![]).await;
+    let server = limited(guests::ECHO, limits).await;
     let reply = server.post("/", vec![b'a'; 1001]).await;
     assert_error(
         &reply,
@@ -225,7 +208,7 @@ async fn request_body_violated_while_streamed() {
         request_body: 1000,
         ..Limits::default()
     };
-    let server = serve_with(&with_hello(micro("web", guests::ECHO)), limits, vec![]).await;
+    let server = limited(guests::ECHO, limits).await;
     let chunks = vec![Bytes::from(vec![b'a'; 600]), Bytes::from(vec![b'b'; 401])];
     let reply = server.post_chunked("/", chunks).await;
     assert_error(
@@ -285,7 +268,7 @@ async fn response_body_obeyed() {
         response_body: 100_000,
         ..Limits::default()
     };
-    let server = serve_with(&with_hello(micro("web", guests::BIG)), limits, vec![]).await;
+    let server = limited(guests::BIG, limits).await;
     let reply = server.get("/?bytes=100000&declare").await;
     assert_eq!(reply.header("content-length"), Some("100000"));
     assert_eq!(reply.body.unwrap().len(), 100_000);
@@ -301,7 +284,7 @@ async fn response_body_violated_with_a_declared_length() {
         response_body: 100_000,
         ..Limits::default()
     };
-    let server = serve_with(&with_hello(micro("web", guests::BIG)), limits, vec![]).await;
+    let server = limited(guests::BIG, limits).await;
     let reply = server.get("/?bytes=100001&declare").await;
     assert_error(
         &reply,
@@ -317,7 +300,7 @@ async fn response_body_violated_while_streamed() {
         response_body: 100_000,
         ..Limits::default()
     };
-    let server = serve_with(&with_hello(micro("web", guests::BIG)), limits, vec![]).await;
+    let server = limited(guests::BIG, limits).await;
     let reply = server.get_cut("/?bytes=300000").await;
     assert!(reply.is_err(), "the body must be cut: {reply:?}");
     assert_healthy(&server).await;

@@ -273,3 +273,28 @@ async fn a_request_without_host_gets_the_app_hostname() {
         "{response}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_header_that_is_not_text_gets_400() {
+    let server = serve(&[micro("web", guests::ECHO).primary()]).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        b"GET / HTTP/1.1\r\nhost: caf\xe9\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut response = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response)
+        .await
+        .unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(
+        response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.ends_with("micro `web`: the request could not be read\n"),
+        "{response}"
+    );
+}
