@@ -124,11 +124,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { path } => {
             let manifest = Manifest::load(&path)?;
-            let app = App::load(manifest, &Config::default())?;
-            eprintln!(
-                "ok: {} Micro(s) valid and compiled",
-                app.manifest().micros.len()
-            );
+            App::check(&manifest)?;
+            eprintln!("ok: {} Micro(s) valid and compiled", manifest.micros.len());
             Ok(())
         }
         Command::Build { path } => micros::build(&Manifest::load(&path)?).await,

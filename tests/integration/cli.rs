@@ -161,7 +161,10 @@ async fn check_accepts_a_good_app_and_names_the_problem_in_a_bad_one() {
         (code, stderr.as_str()),
         (0, "ok: 1 Micro(s) valid and compiled\n")
     );
-    assert!(!dir.path().join(".micros").exists(), "check touches no state");
+    assert!(
+        !dir.path().join(".micros").exists(),
+        "check touches no state"
+    );
 
     let (code, stderr) = run(&["check", "tests/manifests/two-primaries"]).await;
     assert_eq!(code, 1);
