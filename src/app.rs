@@ -26,6 +26,8 @@ pub(crate) struct AppInner {
     pub(crate) routes: Vec<(String, usize)>,
     /// The host name requests without a `Host` header are given.
     pub(crate) hostname: String,
+    /// Every action with its effective schedule.
+    pub(crate) actions: Vec<crate::actions::ActionInfo>,
 }
 
 impl App {
@@ -34,6 +36,7 @@ impl App {
     pub fn load(manifest: Manifest, config: &Config) -> anyhow::Result<Self> {
         manifest.check_files()?;
         check_env_settings(&manifest, config)?;
+        let actions = crate::actions::resolve(&manifest, &config.actions)?;
         let engine = Engine::new()?;
         let state = StateDir::open(config.state_dir_for(&manifest))?;
         let names: Vec<&str> = manifest.micros.iter().map(|m| m.name.as_str()).collect();
@@ -88,7 +91,7 @@ impl App {
                     .src_dir(&manifest)
                     .canonicalize()
                     .with_context(|| format!("micro `{name}`: cannot open its `src`"))?,
-                tmp: state.fresh_tmp(name)?,
+                tmp: state.tmp(name, config.keep_tmp)?,
                 limits: config.limits.clone(),
             };
             micros.push(Sandbox::new(&engine, pre, spec));
@@ -117,6 +120,7 @@ impl App {
                 primary,
                 routes,
                 hostname,
+                actions,
             }),
         })
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+use crate::actions::ActionOverride;
 use crate::manifest::{EnvName, Manifest, MicroName};
 
 /// Memory of one execution, all linear memories summed: Space's 512 MB.
@@ -66,6 +67,11 @@ pub struct Config {
     pub address: SocketAddr,
     /// Values for declared presets (`--env`).
     pub env: Vec<EnvSetting>,
+    /// The operator's schedules for actions (`--action`).
+    pub actions: Vec<ActionOverride>,
+    /// Keep what is in each Micro's `/tmp` instead of emptying it at load (for one-off runs,
+    /// such as `micros trigger`, beside a running instance of the same app).
+    pub keep_tmp: bool,
 }
 
 impl Default for Config {
@@ -76,6 +82,8 @@ impl Default for Config {
             hostname: None,
             address: SocketAddr::from(([127, 0, 0, 1], 4200)),
             env: Vec::new(),
+            actions: Vec::new(),
+            keep_tmp: false,
         }
     }
 }

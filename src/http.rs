@@ -46,7 +46,13 @@ impl App {
             duration_ms = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
-        let result = self.run(index, uri, request).instrument(span.clone()).await;
+        let result = if is_reserved(request.uri().path()) || is_reserved(uri.path()) {
+            // Nobody outside may reach the runtime's namespace through a Micro, e.g. to fire an
+            // action; with a prefix stripped (`/api/__space/...`) neither.
+            Err(ExecutionError::Reserved)
+        } else {
+            self.run(index, uri, request).instrument(span.clone()).await
+        };
         let _enter = span.enter();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         span.record("duration_ms", elapsed_ms);
@@ -59,7 +65,7 @@ impl App {
             Err(error) => {
                 let status = error.status();
                 span.record("status", status.as_u16());
-                tracing::warn!(status = status.as_u16(), elapsed_ms, error.type = error.kind(), "request failed: {error}");
+                tracing::warn!(micro = micro.name(), request_id = %request_id, status = status.as_u16(), elapsed_ms, error.type = error.kind(), "request failed: {error}");
                 let text = format!("micro `{}`: {}\n", micro.name(), error.client_message());
                 let mut response = Response::new(ResponseBody::full(text));
                 *response.status_mut() = status;
@@ -168,6 +174,18 @@ impl App {
         sandbox.handle(Request::from_parts(parts, body)).await
     }
 }
+
+/// Whether `path` is in `/__space/`, the runtime's own namespace.
+fn is_reserved(path: &str) -> bool {
+    path == RESERVED_PREFIX
+        || path
+            .strip_prefix(RESERVED_PREFIX)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The runtime's own namespace: actions are delivered there, and no request from outside reaches
+/// a Micro under it.
+pub const RESERVED_PREFIX: &str = "/__space";
 
 fn guest_body_error(error: Box<dyn std::error::Error + Send + Sync>) -> wasmtime_wasi_http::Error {
     if error.is::<LengthLimitError>() {

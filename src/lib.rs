@@ -12,6 +12,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod actions;
 mod app;
 mod builder;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod manifest;
 mod sandbox;
 pub mod state;
 
+pub use actions::{ActionOverride, ActionReport};
 pub use app::App;
 pub use builder::build;
 pub use config::{Config, EnvSetting, Limits};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use micros::{App, Config, EnvSetting, Limits, Manifest};
+use micros::{ActionOverride, App, Config, EnvSetting, Limits, Manifest};
 
 /// Run small server apps (Micros) as sandboxed WebAssembly components.
 #[derive(Parser)]
@@ -33,6 +33,32 @@ enum Command {
         #[arg(default_value = ".")]
         path: PathBuf,
     },
+    /// Run one scheduled action once, now: prints the status, the body and the duration.
+    Trigger(Trigger),
+    /// List every scheduled action: Micro, id, schedule, next run (UTC).
+    Actions {
+        /// An app folder holding `Spacefile.toml`, or the file itself.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Override an action's schedule, or turn it off: `ID=INTERVAL` or `ID=off`.
+        #[arg(long = "action", value_name = "ID=INTERVAL|ID=off")]
+        actions: Vec<ActionOverride>,
+    },
+}
+
+#[derive(Args)]
+struct Trigger {
+    /// `[PATH] ACTION_ID`: the app (folder or Spacefile.toml, default `.`) and the action's id.
+    #[arg(num_args = 1..=2, value_names = ["PATH", "ACTION_ID"], required = true)]
+    args: Vec<String>,
+    /// Set a declared preset: `MICRO.NAME=VALUE`, or `NAME=VALUE` for every Micro declaring it.
+    #[arg(long = "env", value_name = "[MICRO.]NAME=VALUE")]
+    env: Vec<EnvSetting>,
+    /// Where keys and /tmp folders live (default: `.micros/` beside the manifest).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Args)]
@@ -55,6 +81,9 @@ struct Up {
     /// Where keys and /tmp folders live (default: `.micros/` beside the manifest).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Override an action's schedule, or turn it off: `ID=INTERVAL` or `ID=off`.
+    #[arg(long = "action", value_name = "ID=INTERVAL|ID=off")]
+    actions: Vec<ActionOverride>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -130,7 +159,80 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Build { path } => micros::build(&Manifest::load(&path)?).await,
         Command::Up(up) => serve(up).await,
+        Command::Trigger(trigger) => run_trigger(trigger).await,
+        Command::Actions { path, actions } => list_actions(&path, actions),
     }
+}
+
+/// `micros trigger`: one run of one action, reported on stdout; a failure is an error.
+async fn run_trigger(trigger: Trigger) -> anyhow::Result<()> {
+    let (path, id) = match trigger.args.as_slice() {
+        [id] => (PathBuf::from("."), id.clone()),
+        [path, id] => (PathBuf::from(path), id.clone()),
+        _ => anyhow::bail!("usage: micros trigger [PATH] ACTION_ID"),
+    };
+    let manifest = Manifest::load(&path)?;
+    let config = Config {
+        limits: trigger.limits.into(),
+        state_dir: trigger.state_dir,
+        env: trigger.env,
+        // A one-off run must not empty the /tmp of an instance serving the same app.
+        keep_tmp: true,
+        ..Config::default()
+    };
+    let app = tokio::task::spawn_blocking(move || App::load(manifest, &config)).await??;
+    let report = app.trigger(&id).await?;
+    let status = report
+        .status
+        .map_or_else(|| "none".to_string(), |s| s.to_string());
+    println!("status: {status}");
+    println!("duration: {} ms", report.duration.as_millis());
+    println!("body:");
+    println!("{}", String::from_utf8_lossy(&report.body));
+    match report.failure {
+        None => Ok(()),
+        Some(reason) => anyhow::bail!("action `{id}` failed: {reason}"),
+    }
+}
+
+/// `micros actions`: every action, its schedule and its next run.
+fn list_actions(path: &std::path::Path, overrides: Vec<ActionOverride>) -> anyhow::Result<()> {
+    let manifest = Manifest::load(path)?;
+    let actions = micros::actions::resolve(&manifest, &overrides)?;
+    let now = chrono::Utc::now();
+    let mut rows = vec![[
+        "MICRO".to_string(),
+        "ACTION".into(),
+        "SCHEDULE".into(),
+        "NEXT RUN (UTC)".into(),
+    ]];
+    for action in &actions {
+        let schedule = action
+            .schedule
+            .as_ref()
+            .map_or_else(|| "off".to_string(), ToString::to_string);
+        let next = micros::actions::next_run(action, now).map_or_else(
+            || "-".to_string(),
+            |t| t.format("%Y-%m-%d %H:%M").to_string(),
+        );
+        rows.push([action.micro.clone(), action.id.clone(), schedule, next]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        println!(
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+    }
+    Ok(())
 }
 
 async fn serve(up: Up) -> anyhow::Result<()> {
@@ -152,6 +254,8 @@ async fn serve(up: Up) -> anyhow::Result<()> {
         hostname: up.hostname,
         address,
         env: up.env,
+        actions: up.actions,
+        keep_tmp: false,
     };
     let app = tokio::task::spawn_blocking(move || App::load(manifest, &config)).await??;
     tracing::info!("serving on http://{address}");

@@ -31,6 +31,9 @@ pub enum ExecutionError {
     /// The request could not be read from the client (its body broke off, a header is not text).
     #[error("the request could not be read: {0}")]
     BadRequest(String),
+    /// The path is under `/__space/`, the runtime's own namespace: no Micro sees it.
+    #[error("`/__space/` is reserved for the runtime")]
+    Reserved,
     /// The request body is larger than the limit; the guest never ran.
     #[error("request body exceeds the limit of {limit} bytes")]
     RequestTooLarge {
@@ -325,6 +328,7 @@ impl ExecutionError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
+            Self::Reserved => "reserved",
             Self::RequestTooLarge { .. } => "request_too_large",
             Self::UpgradeUnsupported => "upgrade_unsupported",
             Self::MemoryExceeded { .. } => "memory_limit",

@@ -92,17 +92,19 @@ impl StateDir {
         Ok(keys)
     }
 
-    /// Empties and returns the `/tmp` folder of a Micro.
-    pub fn fresh_tmp(&self, micro: &str) -> anyhow::Result<PathBuf> {
+    /// Returns the `/tmp` folder of a Micro, created if missing and emptied unless `keep`.
+    pub fn tmp(&self, micro: &str, keep: bool) -> anyhow::Result<PathBuf> {
         if micro.is_empty() || micro.contains(['/', '\\', '.']) {
             bail!("invalid Micro name `{micro}` for a /tmp folder");
         }
         let dir = self.root.join("tmp").join(micro);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("failed to empty `{}`", dir.display()));
+        if !keep {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("failed to empty `{}`", dir.display()));
+                }
             }
         }
         std::fs::create_dir_all(&dir)

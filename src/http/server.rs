@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -11,7 +12,17 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
 
+use crate::actions::SystemClock;
 use crate::app::App;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Extra time, past the execution limit, that shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -24,6 +35,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let graceful = GracefulShutdown::new();
+    // Scheduled actions run while the app is served; dropping the task stops them.
+    let schedule = {
+        let app = app.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            app.run_schedule(Arc::new(SystemClock)).await
+        }))
+    };
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new());
     tokio::pin!(shutdown);
@@ -57,6 +75,7 @@ pub async fn serve(
         );
     }
     drop(listener);
+    drop(schedule);
     let wait = app
         .inner
         .micros

@@ -11,6 +11,7 @@ impl ExecutionError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Reserved => StatusCode::NOT_FOUND,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpgradeUnsupported => StatusCode::NOT_IMPLEMENTED,
             Self::MemoryExceeded { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -28,6 +29,7 @@ impl ExecutionError {
     pub fn client_message(&self) -> String {
         match self {
             Self::BadRequest(_) => "the request could not be read".into(),
+            Self::Reserved => "not found: `/__space/` belongs to the runtime".into(),
             Self::RequestTooLarge { limit } => {
                 format!("request body exceeds the limit of {limit} bytes")
             }
@@ -58,6 +60,7 @@ mod tests {
     fn table() {
         assert_eq!(ExecutionError::RequestTooLarge { limit: 1 }.status(), 413);
         assert_eq!(ExecutionError::UpgradeUnsupported.status(), 501);
+        assert_eq!(ExecutionError::Reserved.status(), 404);
         assert_eq!(ExecutionError::MemoryExceeded { limit: 1 }.status(), 500);
         assert_eq!(
             ExecutionError::Timeout {

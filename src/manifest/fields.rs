@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::actions::Schedule;
+
 /// The longest Micro name, as on Space.
 pub const MAX_NAME_LEN: usize = 32;
 /// The longest action id.
@@ -133,25 +135,34 @@ string_newtype!(
     }
 );
 
-string_newtype!(
-    /// `default_interval = "0/15 * * * *"`: a five-field cron expression or a rate like `5 minutes`.
-    Interval,
-    |s| {
-        let fields: Vec<&str> = s.split_whitespace().collect();
-        let rate = matches!(fields.as_slice(), [n, unit]
-            if n.parse::<u32>().is_ok_and(|n| n > 0)
-                && matches!(*unit, "minute" | "minutes" | "hour" | "hours" | "day" | "days"));
-        let cron = fields.len() == 5
-            && fields.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "*,-/".contains(c)));
-        if rate || cron {
-            Ok(())
-        } else {
-            Err(format!(
-                "`{s}` is neither a five-field cron expression (`0/15 * * * *`) nor a rate (`5 minutes`, `1 hour`, `2 days`)"
-            ))
-        }
+/// `default_interval = "0/15 * * * *"`: a five-field cron expression or a rate like `5 minutes`,
+/// parsed (and so checked) when the manifest is read.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Interval {
+    text: String,
+    schedule: Schedule,
+}
+
+impl TryFrom<String> for Interval {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let schedule = Schedule::parse(&text)?;
+        Ok(Self { text, schedule })
     }
-);
+}
+
+impl Interval {
+    /// The value as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// When the action runs.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+}
 
 string_newtype!(
     /// Free text such as `app_name` and `version`: 1 to 128 characters, no control characters.
@@ -271,7 +282,14 @@ mod tests {
         ] {
             assert!(Interval::try_from(ok.to_string()).is_ok(), "{ok}");
         }
-        for bad in ["", "0 minutes", "5 weeks", "* * * *", "* * * * * *"] {
+        for bad in [
+            "",
+            "0 minutes",
+            "5 weeks",
+            "* * * *",
+            "* * * * * *",
+            "0 0 1 * 1",
+        ] {
             assert!(Interval::try_from(bad.to_string()).is_err(), "{bad}");
         }
     }

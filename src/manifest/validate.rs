@@ -153,8 +153,15 @@ fn validate_presets(m: &Manifest) -> Result<(), ManifestError> {
 }
 
 fn validate_actions(m: &Manifest) -> Result<(), ManifestError> {
+    let total: usize = m.micros.iter().map(|micro| micro.actions.len()).sum();
+    if total > MAX_ACTIONS_PER_APP {
+        return Err(m.invalid(
+            "micros",
+            format!("the app declares {total} actions; at most {MAX_ACTIONS_PER_APP} are allowed"),
+            "remove actions",
+        ));
+    }
     let mut ids: HashMap<&str, String> = HashMap::new();
-    let mut total = 0;
     for (i, micro) in m.micros.iter().enumerate() {
         if micro.actions.len() > MAX_ACTIONS_PER_MICRO {
             return Err(m.invalid(
@@ -165,14 +172,6 @@ fn validate_actions(m: &Manifest) -> Result<(), ManifestError> {
                     micro.actions.len()
                 ),
                 "remove actions or merge them into one",
-            ));
-        }
-        total += micro.actions.len();
-        if total > MAX_ACTIONS_PER_APP {
-            return Err(m.invalid(
-                format!("micros[{i}].actions"),
-                format!("the app declares more than {MAX_ACTIONS_PER_APP} actions"),
-                "remove actions",
             ));
         }
         for (j, action) in micro.actions.iter().enumerate() {

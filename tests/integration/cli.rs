@@ -13,13 +13,13 @@ use crate::support::{micro, write_app};
 const MICROS: &str = env!("CARGO_BIN_EXE_micros");
 
 /// A running `micros up`, its address read from the first line of its stderr.
-struct Up {
+pub(crate) struct Up {
     child: Child,
-    addr: std::net::SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) stderr: Arc<Mutex<Vec<String>>>,
 }
 
-async fn up(args: &[&str]) -> Up {
+pub(crate) async fn up(args: &[&str]) -> Up {
     let mut child = Command::new(MICROS)
         .arg("up")
         .args(args)
@@ -64,7 +64,7 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> crate::support::Reply {
         .expect("response in time")
 }
 
-async fn terminate(mut up: Up) -> std::process::ExitStatus {
+pub(crate) async fn terminate(mut up: Up) -> std::process::ExitStatus {
     let pid = up.child.id().unwrap().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
@@ -140,7 +140,7 @@ async fn up_applies_limit_flags_and_presets() {
     assert!(terminate(up).await.success());
 }
 
-async fn run(args: &[&str]) -> (i32, String) {
+pub(crate) async fn run(args: &[&str]) -> (i32, String) {
     let output = Command::new(MICROS)
         .args(args)
         .env("RUST_LOG", "warn")

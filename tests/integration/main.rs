@@ -4,6 +4,7 @@
     reason = "a test that cannot unwrap has failed: the panic says where"
 )]
 
+mod actions;
 mod cli;
 mod limits;
 mod manifest;
@@ -14,10 +15,16 @@ mod world;
 /// Every guest under `guests/` is used by a test: a guest nobody runs is dead weight.
 #[test]
 fn every_guest_has_a_test() {
-    let sources: String = ["cli.rs", "limits.rs", "manifest.rs", "serving.rs"]
-        .iter()
-        .map(|f| std::fs::read_to_string(format!("tests/integration/{f}")).expect("test source"))
-        .collect();
+    let sources: String = [
+        "actions.rs",
+        "cli.rs",
+        "limits.rs",
+        "manifest.rs",
+        "serving.rs",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(format!("tests/integration/{f}")).expect("test source"))
+    .collect();
     for (name, _) in micros_guests::ALL {
         let constant = format!("guests::{}", name.to_uppercase());
         assert!(
