@@ -173,8 +173,13 @@ impl App {
         .await
     }
 
-    /// Runs every enabled action on its schedule until the returned future is dropped.
-    pub(crate) async fn run_schedule(&self, clock: Arc<dyn Clock>) {
+    /// Runs every enabled action on its schedule until `stop` turns true, then waits for the
+    /// runs in flight.
+    pub(crate) async fn run_schedule(
+        &self,
+        clock: Arc<dyn Clock>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         let now = clock.now();
         let mut jobs = Vec::new();
         for action in &self.inner.actions {
@@ -200,7 +205,7 @@ impl App {
             });
         }
         if !jobs.is_empty() {
-            scheduler::run(jobs, clock, None).await;
+            scheduler::run(jobs, clock, stop, None).await;
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Schedule;
@@ -71,10 +72,12 @@ pub struct Job {
     pub run: Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>,
 }
 
-/// Runs every job on its schedule, each in a loop of its own, until dropped.
+/// Runs every job on its schedule, each in a loop of its own, until `stop` turns true; then
+/// fires nothing more and returns once the runs in flight have finished.
 pub async fn run(
     jobs: Vec<Job>,
     clock: Arc<dyn Clock>,
+    stop: watch::Receiver<bool>,
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 ) {
     let start = clock.now();
@@ -82,7 +85,7 @@ pub async fn run(
     for job in jobs {
         let clock = clock.clone();
         let events = events.clone();
-        loops.spawn(job_loop(job, clock, start, events));
+        loops.spawn(job_loop(job, clock, start, stop.clone(), events));
     }
     while loops.join_next().await.is_some() {}
 }
@@ -91,13 +94,20 @@ async fn job_loop(
     job: Job,
     clock: Arc<dyn Clock>,
     start: DateTime<Utc>,
+    mut stop: watch::Receiver<bool>,
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 ) {
     let running = Arc::new(AtomicBool::new(false));
     let mut runs = JoinSet::new();
     let mut due = job.schedule.first_after(start);
     while let Some(at) = due {
-        clock.sleep_until(at).await;
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            () = clock.sleep_until(at) => {}
+            _ = stop.changed() => break,
+        }
         while runs.try_join_next().is_some() {}
         let event = if running.swap(true, Ordering::AcqRel) {
             tracing::warn!(action = %job.id, due = %at, "action skipped: its previous run is still going");
@@ -128,6 +138,7 @@ async fn job_loop(
         }
         due = next;
     }
+    while runs.join_next().await.is_some() {}
 }
 
 /// A clock that only moves when told to, for tests.
@@ -201,6 +212,12 @@ mod tests {
         }
     }
 
+    fn never_stop() -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(false);
+        std::mem::forget(tx);
+        rx
+    }
+
     /// Lets the spawned scheduler reach its first sleep before the test moves the clock.
     async fn settle() {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -226,7 +243,7 @@ mod tests {
         let gate = Arc::new(Semaphore::new(0));
         let (tx, mut events) = mpsc::unbounded_channel();
         let jobs = vec![gated_job("tidy", "1 minute", gate.clone())];
-        let scheduler = tokio::spawn(run(jobs, clock.clone(), Some(tx)));
+        let scheduler = tokio::spawn(run(jobs, clock.clone(), never_stop(), Some(tx)));
         settle().await;
 
         clock.set(at("2026-11-28T10:04:00Z"));
@@ -255,6 +272,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stopping_fires_nothing_more_and_waits_for_runs_in_flight() {
+        let clock = ManualClock::new(at("2026-11-28T10:03:20Z"));
+        let gate = Arc::new(Semaphore::new(0));
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let (stop, stopped) = watch::channel(false);
+        let scheduler = tokio::spawn(run(
+            vec![gated_job("tidy", "1 minute", gate.clone())],
+            clock.clone(),
+            stopped,
+            Some(tx),
+        ));
+        settle().await;
+        clock.set(at("2026-11-28T10:04:00Z"));
+        assert_eq!(
+            next_event(&mut events).await,
+            fired("tidy", "2026-11-28T10:04:00Z")
+        );
+        stop.send(true).unwrap();
+        settle().await;
+        assert!(!scheduler.is_finished(), "the run in flight is awaited");
+        gate.add_permits(1);
+        tokio::time::timeout(Duration::from_secs(5), scheduler)
+            .await
+            .unwrap()
+            .unwrap();
+        clock.set(at("2026-11-28T10:05:00Z"));
+        settle().await;
+        assert!(events.try_recv().is_err(), "nothing fires after stop");
+    }
+
+    #[tokio::test]
     async fn missed_firings_are_not_replayed() {
         let clock = ManualClock::new(at("2026-11-28T10:00:30Z"));
         let gate = Arc::new(Semaphore::new(100));
@@ -262,6 +310,7 @@ mod tests {
         let scheduler = tokio::spawn(run(
             vec![gated_job("sync", "0/15 * * * *", gate)],
             clock.clone(),
+            never_stop(),
             Some(tx),
         ));
         settle().await;
@@ -288,7 +337,7 @@ mod tests {
             gated_job("weekly", "0 9 * * 1", gate.clone()),
             gated_job("hourly", "1 hour", gate),
         ];
-        let scheduler = tokio::spawn(run(jobs, clock.clone(), Some(tx)));
+        let scheduler = tokio::spawn(run(jobs, clock.clone(), never_stop(), Some(tx)));
         settle().await;
         clock.set(at("2026-11-29T09:00:00Z"));
         assert_eq!(

@@ -36,10 +36,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let graceful = GracefulShutdown::new();
     // Scheduled actions run while the app is served; dropping the task stops them.
-    let schedule = {
+    let (stop_schedule, schedule_stopped) = tokio::sync::watch::channel(false);
+    let mut schedule = {
         let app = app.clone();
         AbortOnDrop(tokio::spawn(async move {
-            app.run_schedule(Arc::new(SystemClock)).await
+            app.run_schedule(Arc::new(SystemClock), schedule_stopped)
+                .await
         }))
     };
     let mut builder = http1::Builder::new();
@@ -75,7 +77,7 @@ pub async fn serve(
         );
     }
     drop(listener);
-    drop(schedule);
+    let _ = stop_schedule.send(true);
     let wait = app
         .inner
         .micros
@@ -85,14 +87,15 @@ pub async fn serve(
         .unwrap_or_default()
         + SHUTDOWN_GRACE;
     tracing::info!(
-        "shutting down: waiting up to {} for in-flight requests",
+        "shutting down: waiting up to {} for in-flight requests and actions",
         humantime::format_duration(wait)
     );
-    if tokio::time::timeout(wait, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown: some connections did not finish in time");
+    let in_flight = async {
+        graceful.shutdown().await;
+        let _ = (&mut schedule.0).await;
+    };
+    if tokio::time::timeout(wait, in_flight).await.is_err() {
+        tracing::warn!("shutdown: some requests or actions did not finish in time");
     }
     Ok(())
 }
