@@ -34,6 +34,7 @@ enum Command {
         path: PathBuf,
     },
     /// Run one scheduled action once, now: prints the status, the body and the duration.
+    #[command(override_usage = "micros trigger [OPTIONS] [PATH] <ACTION_ID>")]
     Trigger(Trigger),
     /// List every scheduled action: Micro, id, schedule, next run (UTC).
     Actions {
