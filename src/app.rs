@@ -28,6 +28,8 @@ pub(crate) struct AppInner {
     pub(crate) hostname: String,
     /// Every action with its effective schedule.
     pub(crate) actions: Vec<crate::actions::ActionInfo>,
+    /// The front door's limits.
+    pub(crate) front_door: crate::config::FrontDoor,
 }
 
 impl App {
@@ -121,6 +123,7 @@ impl App {
                 routes,
                 hostname,
                 actions,
+                front_door: config.front_door.clone(),
             }),
         })
     }

@@ -21,6 +21,18 @@ pub const DEFAULT_RESPONSE_BODY_LIMIT: u64 = 5_767_168;
 /// Generous for logs, small enough that a guest printing in a loop cannot grow the host's logs
 /// without bound.
 pub const DEFAULT_GUEST_OUTPUT_LIMIT: u64 = 256 * 1024;
+/// Executions of one Micro in flight at once: Space's 1024 processes/threads per Micro. A
+/// `wasm32-wasip2` component has no threads, so the honest equivalent is concurrent executions;
+/// the next one is refused with 503 and `Retry-After` rather than queued without bound.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Time a client has to send a request's headers (slowloris); also how long an idle keep-alive
+/// connection waits for its next request.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of request line and headers accepted (431 past it). Half of the guest's own 128 KiB
+/// field limit, so no header the front door lets in can trap a guest.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Request headers accepted (431 past it), hyper's default.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
 /// Where `micros up` listens unless told otherwise, as Space's local dev server did.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4200";
 /// The state folder's name beside the manifest.
@@ -40,6 +52,8 @@ pub struct Limits {
     pub response_body: u64,
     /// Bytes of guest stdout and stderr logged per execution.
     pub guest_output: u64,
+    /// Executions of one Micro in flight at once; past it, 503 with `Retry-After`.
+    pub max_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -50,6 +64,29 @@ impl Default for Limits {
             request_body: DEFAULT_REQUEST_BODY_LIMIT,
             response_body: DEFAULT_RESPONSE_BODY_LIMIT,
             guest_output: DEFAULT_GUEST_OUTPUT_LIMIT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+/// The limits of the front door: what a client must do before any Micro is involved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontDoor {
+    /// Time to send the request line and headers, and to send the next request on an idle
+    /// keep-alive connection; the connection is closed past it.
+    pub header_read_timeout: Duration,
+    /// Bytes of request line and headers; 431 past it.
+    pub max_header_bytes: usize,
+    /// Number of request headers; 431 past it.
+    pub max_headers: usize,
+}
+
+impl Default for FrontDoor {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
         }
     }
 }
@@ -59,6 +96,8 @@ impl Default for Limits {
 pub struct Config {
     /// The limits of every execution.
     pub limits: Limits,
+    /// The limits of the front door.
+    pub front_door: FrontDoor,
     /// Where keys and `/tmp` folders live; default `.micros/` beside the manifest.
     pub state_dir: Option<PathBuf>,
     /// `DETA_SPACE_APP_HOSTNAME`; default the address the app is served at.
@@ -78,6 +117,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
+            front_door: FrontDoor::default(),
             state_dir: None,
             hostname: None,
             address: SocketAddr::from(([127, 0, 0, 1], 4200)),

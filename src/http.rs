@@ -4,7 +4,7 @@ mod server;
 mod status;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, UPGRADE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, UPGRADE};
 use http::{Request, Response, Uri};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -19,6 +19,9 @@ use crate::sandbox::{ExecutionError, ResponseBody};
 
 /// The header that carries a request's id, in every response and in the log.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// `Retry-After` of a 503: executions are short, so a second is a fair wait.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 /// A request body as a guest reads it.
 type GuestBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
@@ -73,6 +76,11 @@ impl App {
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 );
+                if matches!(error, ExecutionError::Overloaded { .. }) {
+                    response
+                        .headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+                }
                 response
             }
         };

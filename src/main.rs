@@ -87,6 +87,32 @@ struct Up {
     actions: Vec<ActionOverride>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    front_door: FrontDoorArgs,
+}
+
+/// The front door's limits: what a client must do before any Micro is involved.
+#[derive(Args)]
+struct FrontDoorArgs {
+    /// Time to send a request's headers, and to start the next request on an idle connection.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = micros::config::parse_duration)]
+    header_read_timeout: Duration,
+    /// Bytes of request line and headers; 431 past it.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = micros::config::parse_bytes)]
+    max_header_size: u64,
+    /// Number of request headers; 431 past it.
+    #[arg(long, value_name = "N", default_value_t = micros::config::DEFAULT_MAX_HEADERS)]
+    max_headers: usize,
+}
+
+impl From<FrontDoorArgs> for micros::FrontDoor {
+    fn from(args: FrontDoorArgs) -> Self {
+        micros::FrontDoor {
+            header_read_timeout: args.header_read_timeout,
+            max_header_bytes: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
+            max_headers: args.max_headers,
+        }
+    }
 }
 
 /// The operator's limits; each defaults to Space's.
@@ -104,6 +130,9 @@ struct LimitArgs {
     /// Largest response body.
     #[arg(long, value_name = "SIZE", default_value = "5.5MiB", value_parser = micros::config::parse_bytes)]
     max_response_body: u64,
+    /// Executions of one Micro in flight at once; the next gets 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = micros::config::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
     /// Guest stdout and stderr logged per execution.
     #[arg(long, value_name = "SIZE", default_value = "256KiB", value_parser = micros::config::parse_bytes)]
     guest_log_limit: u64,
@@ -117,6 +146,7 @@ impl From<LimitArgs> for Limits {
             request_body: args.max_request_body,
             response_body: args.max_response_body,
             guest_output: args.guest_log_limit,
+            max_in_flight: args.max_in_flight,
         }
     }
 }
@@ -251,6 +281,7 @@ async fn serve(up: Up) -> anyhow::Result<()> {
     }
     let config = Config {
         limits: up.limits.into(),
+        front_door: up.front_door.into(),
         state_dir: up.state_dir,
         hostname: up.hostname,
         address,

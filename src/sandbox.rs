@@ -6,10 +6,12 @@ mod limiter;
 mod output;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -34,6 +36,12 @@ pub enum ExecutionError {
     /// The path is under `/__space/`, the runtime's own namespace: no Micro sees it.
     #[error("`/__space/` is reserved for the runtime")]
     Reserved,
+    /// The Micro already has as many executions in flight as allowed; retry shortly.
+    #[error("{limit} executions already in flight")]
+    Overloaded {
+        /// The limit.
+        limit: usize,
+    },
     /// The request body is larger than the limit; the guest never ran.
     #[error("request body exceeds the limit of {limit} bytes")]
     RequestTooLarge {
@@ -142,6 +150,8 @@ pub(crate) struct Sandbox {
     root: PathBuf,
     tmp: PathBuf,
     limits: Limits,
+    /// One permit per execution that may be in flight.
+    in_flight: Arc<Semaphore>,
 }
 
 /// What a Micro needs besides its component: who it is, what it sees, what it may use.
@@ -163,6 +173,7 @@ impl Sandbox {
             env: spec.env,
             root: spec.root,
             tmp: spec.tmp,
+            in_flight: Arc::new(Semaphore::new(spec.limits.max_in_flight)),
             limits: spec.limits,
         }
     }
@@ -245,6 +256,14 @@ impl Sandbox {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        // Held until the execution ends, body included: a refused request never instantiates.
+        let permit =
+            self.in_flight
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| ExecutionError::Overloaded {
+                    limit: self.limits.max_in_flight,
+                })?;
         let started = Instant::now();
         let limit = self.limits.execution_time;
         let deadline = started + limit;
@@ -292,6 +311,7 @@ impl Sandbox {
                 }
             }
             let _ = done_tx.send(result);
+            drop(permit);
         };
         let task = tokio::spawn(execution.in_current_span());
 
@@ -329,6 +349,7 @@ impl ExecutionError {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::Reserved => "reserved",
+            Self::Overloaded { .. } => "overloaded",
             Self::RequestTooLarge { .. } => "request_too_large",
             Self::UpgradeUnsupported => "upgrade_unsupported",
             Self::MemoryExceeded { .. } => "memory_limit",

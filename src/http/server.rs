@@ -44,8 +44,13 @@ pub async fn serve(
                 .await
         }))
     };
+    let front_door = &app.inner.front_door;
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new());
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(front_door.header_read_timeout)
+        .max_headers(front_door.max_headers)
+        .max_header_size(front_door.max_header_bytes);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

@@ -12,6 +12,7 @@ impl ExecutionError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Reserved => StatusCode::NOT_FOUND,
+            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpgradeUnsupported => StatusCode::NOT_IMPLEMENTED,
             Self::MemoryExceeded { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -30,6 +31,9 @@ impl ExecutionError {
         match self {
             Self::BadRequest(_) => "the request could not be read".into(),
             Self::Reserved => "not found: `/__space/` belongs to the runtime".into(),
+            Self::Overloaded { limit } => {
+                format!("{limit} executions already in flight, the limit; retry shortly")
+            }
             Self::RequestTooLarge { limit } => {
                 format!("request body exceeds the limit of {limit} bytes")
             }
@@ -61,6 +65,7 @@ mod tests {
         assert_eq!(ExecutionError::RequestTooLarge { limit: 1 }.status(), 413);
         assert_eq!(ExecutionError::UpgradeUnsupported.status(), 501);
         assert_eq!(ExecutionError::Reserved.status(), 404);
+        assert_eq!(ExecutionError::Overloaded { limit: 1 }.status(), 503);
         assert_eq!(ExecutionError::MemoryExceeded { limit: 1 }.status(), 500);
         assert_eq!(
             ExecutionError::Timeout {

@@ -6,6 +6,7 @@
 
 mod actions;
 mod cli;
+mod front_door;
 mod limits;
 mod manifest;
 mod serving;

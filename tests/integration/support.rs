@@ -108,17 +108,25 @@ pub async fn serve(micros: &[MicroSpec]) -> Server {
 
 /// Serves these Micros with the given limits and preset values.
 pub async fn serve_with(micros: &[MicroSpec], limits: Limits, env: Vec<EnvSetting>) -> Server {
+    serve_config(micros, |config| {
+        config.limits = limits;
+        config.env = env;
+    })
+    .await
+}
+
+/// Serves these Micros with a configuration the caller adjusts.
+pub async fn serve_config(micros: &[MicroSpec], configure: impl FnOnce(&mut Config)) -> Server {
     let (dir, manifest) = write_app(micros);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let config = Config {
-        limits,
+    let mut config = Config {
         address: addr,
-        env,
         ..Config::default()
     };
+    configure(&mut config);
     let app =
         App::load(Manifest::load(&manifest).expect("valid manifest"), &config).expect("app loads");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -286,6 +294,16 @@ pub fn short_limits(time: Duration) -> Limits {
         execution_time: time,
         ..Limits::default()
     }
+}
+
+/// Sends raw bytes on a new connection and reads until the server closes it (or `wait` passes).
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("send");
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 /// The folder holding the manifest snapshot cases.

@@ -1,0 +1,180 @@
+//! The front door and the in-flight cap: what a client must do before a Micro runs, and how many
+//! executions of one Micro may run at once. Each limit as a pair, obeyed and violated.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use micros::{FrontDoor, Limits};
+use micros_guests as guests;
+
+use crate::support::{Server, micro, raw, serve_config};
+
+async fn with_front_door(front_door: FrontDoor) -> Server {
+    serve_config(&[micro("web", guests::ECHO).primary()], |config| {
+        config.front_door = front_door
+    })
+    .await
+}
+
+fn request_with_headers(count: usize, value_len: usize) -> Vec<u8> {
+    let mut request = String::from("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n");
+    for i in 0..count {
+        request.push_str(&format!("x-h{i}: {}\r\n", "v".repeat(value_len)));
+    }
+    request.push_str("\r\n");
+    request.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_flight_obeyed_and_violated() {
+    let limits = Limits {
+        max_in_flight: 2,
+        ..Limits::default()
+    };
+    let server = Arc::new(
+        serve_config(&[micro("web", guests::SLEEPER).primary()], |config| {
+            config.limits = limits
+        })
+        .await,
+    );
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let server = server.clone();
+            tokio::spawn(async move { server.get("/?ms=1500").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = server.get("/?ms=1").await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(
+        refused.text(),
+        "micro `web`: 2 executions already in flight, the limit; retry shortly\n"
+    );
+    for reply in slow {
+        assert_eq!(reply.await.unwrap().text(), "slept 1500 ms\n");
+    }
+    // Once they are done, there is room again.
+    assert_eq!(server.get("/?ms=1").await.text(), "slept 1 ms\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_size_obeyed_and_violated() {
+    let server = with_front_door(FrontDoor {
+        max_header_bytes: 8 * 1024,
+        ..FrontDoor::default()
+    })
+    .await;
+    let ok = raw(
+        server.addr,
+        &request_with_headers(1, 7 * 1024),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+    let too_big = raw(
+        server.addr,
+        &request_with_headers(1, 9 * 1024),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        too_big.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{too_big}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_default_keeps_the_guest_from_trapping() {
+    // A header past the guest's own 128 KiB field limit would trap it: the front door refuses it.
+    let server = with_front_door(FrontDoor::default()).await;
+    let too_big = raw(
+        server.addr,
+        &request_with_headers(1, 130 * 1024),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        too_big.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{too_big}"
+    );
+    let ok = raw(
+        server.addr,
+        &request_with_headers(1, 60 * 1024),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_count_obeyed_and_violated() {
+    let server = with_front_door(FrontDoor {
+        max_headers: 20,
+        ..FrontDoor::default()
+    })
+    .await;
+    // The request line adds none; `host` and `connection` are two of the twenty.
+    let ok = raw(
+        server.addr,
+        &request_with_headers(18, 4),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+    let too_many = raw(
+        server.addr,
+        &request_with_headers(19, 4),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        too_many.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{too_many}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_are_cut_off() {
+    let server = with_front_door(FrontDoor {
+        header_read_timeout: Duration::from_secs(1),
+        ..FrontDoor::default()
+    })
+    .await;
+    // A client that sends its headers in time is served.
+    let ok = raw(
+        server.addr,
+        b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+    // Slowloris: half a request, then nothing. The server closes the connection.
+    let started = Instant::now();
+    let cut = raw(
+        server.addr,
+        b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: ",
+        Duration::from_secs(10),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}: {cut}"
+    );
+    assert!(cut.is_empty() || cut.starts_with("HTTP/1.1 408"), "{cut}");
+    // An idle keep-alive connection is closed too, once the next request is that late.
+    let started = Instant::now();
+    let idle = raw(
+        server.addr,
+        b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(idle.starts_with("HTTP/1.1 200 OK\r\n"), "{idle}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "idle connection closed after {took:?}"
+    );
+}
