@@ -115,6 +115,9 @@ pub(crate) fn prepare(engine: &Engine, name: &str, path: &Path) -> anyhow::Resul
 
 /// What a store holds for one execution: WASI, wasi-http, the resource table and the limiter.
 pub(crate) struct Host {
+    /// Keeps the epoch ticker running while this store exists: a guest spinning in wasm is only
+    /// stopped by the ticker, so it must outlive every store, even one outliving its app.
+    _engine: Engine,
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -224,6 +227,7 @@ impl Sandbox {
                 )
             })?;
         let host = Host {
+            _engine: self.engine.clone(),
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -265,6 +269,7 @@ impl Sandbox {
                     limit: self.limits.max_in_flight,
                 })?;
         let started = Instant::now();
+        let is_head = request.method() == http::Method::HEAD;
         let limit = self.limits.execution_time;
         let deadline = started + limit;
         let (stdout, stderr, log) = GuestOutput::pair(&self.name, self.limits.guest_output);
@@ -314,6 +319,9 @@ impl Sandbox {
             drop(permit);
         };
         let task = tokio::spawn(execution.in_current_span());
+        // If the caller goes away before the head (the client closed the connection), the
+        // execution is abandoned work: stop it rather than let it run to the time limit.
+        let mut guard = AbortOnDrop(Some(task.abort_handle()));
 
         match head_rx.await {
             Ok(Ok(response)) => {
@@ -323,12 +331,14 @@ impl Sandbox {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
                 if declared.is_some_and(|len| len > self.limits.response_body) {
-                    task.abort();
                     return Err(ExecutionError::ResponseTooLarge {
                         limit: self.limits.response_body,
                     });
                 }
-                let abort = task.abort_handle();
+                // From here the body owns the execution: dropping it unfinished stops it.
+                let abort = guard.0.take();
+                let bodiless = is_head || matches!(response.status().as_u16(), 204 | 304);
+                let abort = if bodiless { None } else { abort };
                 Ok(response.map(|body| {
                     ResponseBody::guest(body, self.limits.response_body, done_rx, abort)
                 }))
@@ -339,6 +349,17 @@ impl Sandbox {
                 Ok(Ok(())) => Err(ExecutionError::NoResponse),
                 Err(_) => Err(ExecutionError::Aborted),
             },
+        }
+    }
+}
+
+/// Aborts an execution when dropped, unless its handle was taken.
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
         }
     }
 }

@@ -25,7 +25,9 @@ enum Kind {
         sent: u64,
         limit: u64,
         outcome: Option<oneshot::Receiver<Result<(), ExecutionError>>>,
-        execution: AbortHandle,
+        /// Stops the execution if the body is dropped unfinished; `None` for a response that has
+        /// no body to send (HEAD, 204, 304), whose execution may go on after the head.
+        execution: Option<AbortHandle>,
     },
     Full(Option<Bytes>),
 }
@@ -35,7 +37,7 @@ impl ResponseBody {
         inner: HyperOutgoingBody,
         limit: u64,
         outcome: oneshot::Receiver<Result<(), ExecutionError>>,
-        execution: AbortHandle,
+        execution: Option<AbortHandle>,
     ) -> Self {
         Self {
             kind: Kind::Guest {
@@ -52,6 +54,20 @@ impl ResponseBody {
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         Self {
             kind: Kind::Full(Some(bytes.into())),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Dropped before the execution's outcome was read: the client went away mid-body.
+        if let Kind::Guest {
+            outcome: Some(_),
+            execution: Some(execution),
+            ..
+        } = &self.kind
+        {
+            execution.abort();
         }
     }
 }
@@ -83,7 +99,9 @@ impl Body for ResponseBody {
                     if let Some(data) = frame.data_ref() {
                         *sent += data.len() as u64;
                         if *sent > *limit {
-                            execution.abort();
+                            if let Some(execution) = execution {
+                                execution.abort();
+                            }
                             *outcome = None;
                             return Poll::Ready(Some(Err(ExecutionError::ResponseTooLarge {
                                 limit: *limit,

@@ -178,3 +178,59 @@ async fn slow_headers_are_cut_off() {
         "idle connection closed after {took:?}"
     );
 }
+
+/// A request whose client leaves (before the head, or during the body) stops running: its slot
+/// is free again at once instead of at the time limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn abandoned_work_stops_when_the_client_goes_away() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let limits = Limits {
+        max_in_flight: 1,
+        execution_time: Duration::from_secs(3),
+        ..Limits::default()
+    };
+    let server = Arc::new(
+        serve_config(&[micro("web", guests::SPIN).primary()], |config| {
+            config.limits = limits
+        })
+        .await,
+    );
+
+    // While its client waits, a spinning execution holds the only slot.
+    let waiting = {
+        let server = server.clone();
+        tokio::spawn(async move { server.get("/").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.get("/").await.status, 503);
+    assert_eq!(waiting.await.unwrap().status, 504);
+
+    for (request, read_head) in [
+        (&b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"[..], false),
+        (b"GET /?after_head HTTP/1.1\r\nhost: x\r\n\r\n", true),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        if read_head {
+            let mut head = [0u8; 64];
+            let n = stream.read(&mut head).await.unwrap();
+            assert!(
+                head[..n].starts_with(b"HTTP/1.1 200 OK"),
+                "{}",
+                String::from_utf8_lossy(&head[..n])
+            );
+        } else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The slot is free: the next request runs (and hits the time limit) instead of a 503.
+        let started = Instant::now();
+        let reply = server.get("/").await;
+        assert_eq!(reply.status, 504, "read_head={read_head}: {reply:?}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "read_head={read_head}"
+        );
+    }
+}
