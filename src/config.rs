@@ -28,6 +28,11 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// Time a client has to send a request's headers (slowloris); also how long an idle keep-alive
 /// connection waits for its next request.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a request body may go without sending data before it is cut off (408 if the guest has not
+/// started; else the guest's read fails). Slow senders cannot hold a slot or a buffer forever.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; further clients wait in the listen queue until one closes.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Bytes of request line and headers accepted (431 past it). Half of the guest's own 128 KiB
 /// field limit, so no header the front door lets in can trap a guest.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -79,6 +84,10 @@ pub struct FrontDoor {
     pub max_header_bytes: usize,
     /// Number of request headers; 431 past it.
     pub max_headers: usize,
+    /// Time a request body may go without sending data.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; further clients wait until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for FrontDoor {
@@ -87,6 +96,8 @@ impl Default for FrontDoor {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_headers: DEFAULT_MAX_HEADERS,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

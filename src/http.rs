@@ -1,5 +1,6 @@
 //! HTTP in front of the Micros: the server, routing by path, request checks, and error responses.
 
+mod body;
 mod server;
 mod status;
 
@@ -157,6 +158,7 @@ impl App {
         {
             parts.headers.insert(HOST, host);
         }
+        let body = body::TimedBody::new(body, self.inner.front_door.body_read_timeout);
         let body: GuestBody = if declared.is_some() || body.is_end_stream() {
             // The length is known and within the limit: stream it, still counting.
             Limited::new(body, limit as usize)
@@ -171,6 +173,8 @@ impl App {
                 .map_err(|e| {
                     if e.is::<LengthLimitError>() {
                         ExecutionError::RequestTooLarge { limit }
+                    } else if let Some(timeout) = e.downcast_ref::<body::BodyTimeout>() {
+                        ExecutionError::RequestTimeout { limit: timeout.0 }
                     } else {
                         ExecutionError::BadRequest(e.to_string())
                     }

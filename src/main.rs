@@ -103,6 +103,12 @@ struct FrontDoorArgs {
     /// Number of request headers; 431 past it.
     #[arg(long, value_name = "N", default_value_t = micros::config::DEFAULT_MAX_HEADERS)]
     max_headers: usize,
+    /// Time a request body may go without sending data.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = micros::config::parse_duration)]
+    body_read_timeout: Duration,
+    /// Connections served at once; further clients wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = micros::config::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
 }
 
 impl From<FrontDoorArgs> for micros::FrontDoor {
@@ -111,6 +117,8 @@ impl From<FrontDoorArgs> for micros::FrontDoor {
             header_read_timeout: args.header_read_timeout,
             max_header_bytes: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
             max_headers: args.max_headers,
+            body_read_timeout: args.body_read_timeout,
+            max_connections: args.max_connections,
         }
     }
 }

@@ -42,6 +42,12 @@ pub enum ExecutionError {
         /// The limit.
         limit: usize,
     },
+    /// The client stopped sending the request body; the guest never ran.
+    #[error("no request body data for {limit:?}")]
+    RequestTimeout {
+        /// The limit.
+        limit: std::time::Duration,
+    },
     /// The request body is larger than the limit; the guest never ran.
     #[error("request body exceeds the limit of {limit} bytes")]
     RequestTooLarge {
@@ -371,6 +377,7 @@ impl ExecutionError {
             Self::BadRequest(_) => "bad_request",
             Self::Reserved => "reserved",
             Self::Overloaded { .. } => "overloaded",
+            Self::RequestTimeout { .. } => "request_timeout",
             Self::RequestTooLarge { .. } => "request_too_large",
             Self::UpgradeUnsupported => "upgrade_unsupported",
             Self::MemoryExceeded { .. } => "memory_limit",

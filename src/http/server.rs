@@ -51,8 +51,17 @@ pub async fn serve(
         .header_read_timeout(front_door.header_read_timeout)
         .max_headers(front_door.max_headers)
         .max_header_size(front_door.max_header_bytes);
+    let connections = Arc::new(tokio::sync::Semaphore::new(front_door.max_connections));
     tokio::pin!(shutdown);
     loop {
+        // At the cap, stop accepting: new clients wait in the listen queue until one closes.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -77,6 +86,7 @@ pub async fn serve(
                 if let Err(error) = connection.await {
                     tracing::debug!("connection ended with an error: {error}");
                 }
+                drop(permit);
             }
             .instrument(span),
         );

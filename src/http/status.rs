@@ -13,6 +13,7 @@ impl ExecutionError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Reserved => StatusCode::NOT_FOUND,
             Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpgradeUnsupported => StatusCode::NOT_IMPLEMENTED,
             Self::MemoryExceeded { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -31,6 +32,10 @@ impl ExecutionError {
         match self {
             Self::BadRequest(_) => "the request could not be read".into(),
             Self::Reserved => "not found: `/__space/` belongs to the runtime".into(),
+            Self::RequestTimeout { limit } => format!(
+                "the request body stopped arriving (nothing for {})",
+                humantime::format_duration(*limit)
+            ),
             Self::Overloaded { limit } => {
                 format!("{limit} executions already in flight, the limit; retry shortly")
             }
@@ -66,6 +71,13 @@ mod tests {
         assert_eq!(ExecutionError::UpgradeUnsupported.status(), 501);
         assert_eq!(ExecutionError::Reserved.status(), 404);
         assert_eq!(ExecutionError::Overloaded { limit: 1 }.status(), 503);
+        assert_eq!(
+            ExecutionError::RequestTimeout {
+                limit: std::time::Duration::from_secs(1)
+            }
+            .status(),
+            408
+        );
         assert_eq!(ExecutionError::MemoryExceeded { limit: 1 }.status(), 500);
         assert_eq!(
             ExecutionError::Timeout {

@@ -24,6 +24,9 @@ async fn trigger_delivers_the_documented_request() {
             .path("/api")
             .toml(&action("sync", "0/15 * * * *")),
     ]);
+    // A serving instance's /tmp survives a one-off trigger.
+    std::fs::create_dir_all(dir.path().join(".micros/tmp/web")).unwrap();
+    std::fs::write(dir.path().join(".micros/tmp/web/kept.txt"), "kept").unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_micros"))
         .args(["trigger", dir.path().to_str().unwrap(), "sync"])
         .output()
@@ -48,6 +51,10 @@ async fn trigger_delivers_the_documented_request() {
     let log = std::fs::read_to_string(dir.path().join(".micros/tmp/api/received.log")).unwrap();
     assert_eq!(format!("{log}\n"), expected);
     assert!(!dir.path().join(".micros/tmp/web/received.log").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".micros/tmp/web/kept.txt")).unwrap(),
+        "kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -234,3 +234,79 @@ async fn abandoned_work_stops_when_the_client_goes_away() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_bodies_are_cut_off() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = with_front_door(FrontDoor {
+        body_read_timeout: Duration::from_secs(1),
+        ..FrontDoor::default()
+    })
+    .await;
+    // A chunked body whose pieces come in time is served.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stream.write_all(b"6\r\n world\r\n0\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
+        .await
+        .unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200 OK\r\n") && response.contains("\r\nhello world\r\n"),
+        "{response}"
+    );
+    // One that stops half-way gets 408 before the guest runs.
+    let started = Instant::now();
+    let cut = raw(
+        server.addr,
+        b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(cut.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{cut}");
+    assert!(
+        cut.ends_with("micro `web`: the request body stopped arriving (nothing for 1s)\n"),
+        "{cut}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_cap_wait_their_turn() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = with_front_door(FrontDoor {
+        max_connections: 1,
+        ..FrontDoor::default()
+    })
+    .await;
+    // The first client holds the only connection (keep-alive, idle after its request).
+    let mut first = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    first
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A second client is not served while it does...
+    let second = tokio::spawn(raw(
+        server.addr,
+        b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!second.is_finished(), "served past the connection cap");
+    // ...and is, as soon as the first leaves.
+    drop(first);
+    let reply = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+}
