@@ -25,6 +25,20 @@ pub const DEFAULT_GUEST_OUTPUT_LIMIT: u64 = 256 * 1024;
 /// `wasm32-wasip2` component has no threads, so the honest equivalent is concurrent executions;
 /// the next one is refused with 503 and `Retry-After` rather than queued without bound.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Resource handles (request, headers, streams, files...) one execution may hold at once. Each
+/// lives in host memory, outside the memory limit, so a guest making handles in a loop must hit
+/// a wall long before the host feels it; 16,384 is far above what a request handler uses.
+pub const DEFAULT_MAX_HANDLES: usize = 16_384;
+/// Core instances in one execution's store: a Rust component has a handful, an interpreter
+/// built as a component a few dozen.
+pub const DEFAULT_MAX_INSTANCES: usize = 256;
+/// Linear memories in one execution's store (their bytes are capped by the memory limit).
+pub const DEFAULT_MAX_MEMORIES: usize = 32;
+/// Tables in one execution's store.
+pub const DEFAULT_MAX_TABLES: usize = 256;
+/// Table elements of one execution, all tables summed: host memory (8 bytes or more each)
+/// outside the memory limit.
+pub const DEFAULT_MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// Time a client has to send a request's headers (slowloris); also how long an idle keep-alive
 /// connection waits for its next request.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +73,16 @@ pub struct Limits {
     pub guest_output: u64,
     /// Executions of one Micro in flight at once; past it, 503 with `Retry-After`.
     pub max_in_flight: usize,
+    /// Resource handles one execution may hold at once; past it, the call traps.
+    pub max_handles: usize,
+    /// Core instances per store.
+    pub max_instances: usize,
+    /// Linear memories per store.
+    pub max_memories: usize,
+    /// Tables per store.
+    pub max_tables: usize,
+    /// Table elements per store, all tables summed.
+    pub max_table_elements: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +94,11 @@ impl Default for Limits {
             response_body: DEFAULT_RESPONSE_BODY_LIMIT,
             guest_output: DEFAULT_GUEST_OUTPUT_LIMIT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_handles: DEFAULT_MAX_HANDLES,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_memories: DEFAULT_MAX_MEMORIES,
+            max_tables: DEFAULT_MAX_TABLES,
+            max_table_elements: DEFAULT_MAX_TABLE_ELEMENTS,
         }
     }
 }

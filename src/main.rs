@@ -138,6 +138,9 @@ struct LimitArgs {
     /// Largest response body.
     #[arg(long, value_name = "SIZE", default_value = "5.5MiB", value_parser = micros::config::parse_bytes)]
     max_response_body: u64,
+    /// Resource handles one execution may hold at once; past it, the guest traps.
+    #[arg(long, value_name = "N", default_value_t = micros::config::DEFAULT_MAX_HANDLES)]
+    max_handles: usize,
     /// Executions of one Micro in flight at once; the next gets 503 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = micros::config::DEFAULT_MAX_IN_FLIGHT)]
     max_in_flight: usize,
@@ -155,6 +158,8 @@ impl From<LimitArgs> for Limits {
             response_body: args.max_response_body,
             guest_output: args.guest_log_limit,
             max_in_flight: args.max_in_flight,
+            max_handles: args.max_handles,
+            ..Limits::default()
         }
     }
 }

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -62,6 +62,12 @@ pub enum ExecutionError {
     MemoryExceeded {
         /// The limit in bytes.
         limit: u64,
+    },
+    /// The guest held more resource handles than allowed.
+    #[error("handle limit of {limit} exceeded")]
+    HandlesExceeded {
+        /// The limit.
+        limit: usize,
     },
     /// The execution ran past its wall-clock limit.
     #[error("execution time limit of {limit:?} exceeded")]
@@ -234,10 +240,14 @@ impl Sandbox {
             })?;
         let host = Host {
             _engine: self.engine.clone(),
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(self.limits.max_handles);
+                table
+            },
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            limiter: MemoryLimiter::new(self.limits.memory),
+            limiter: MemoryLimiter::new(&self.limits),
         };
         let mut store = Store::new(self.engine.wasmtime(), host);
         store.limiter(|host| &mut host.limiter);
@@ -292,7 +302,7 @@ impl Sandbox {
             .new_response_outparam(head_tx)
             .map_err(|e| setup_error(&anyhow::Error::from(e)))?;
         let pre = self.pre.clone();
-        let memory_limit = self.limits.memory;
+        let limits = self.limits.clone();
 
         let execution = async move {
             let run = async {
@@ -305,12 +315,7 @@ impl Sandbox {
             let result = match tokio::time::timeout_at(deadline.into(), run).await {
                 Ok(Ok(())) => Ok(()),
                 Err(_elapsed) => Err(ExecutionError::Timeout { limit }),
-                Ok(Err(error)) => Err(classify(
-                    &error,
-                    store.data().limiter.was_hit(),
-                    memory_limit,
-                    limit,
-                )),
+                Ok(Err(error)) => Err(classify(&error, store.data().limiter.was_hit(), &limits)),
             };
             drop(store);
             log.lock().unwrap_or_else(|e| e.into_inner()).finish();
@@ -382,6 +387,7 @@ impl ExecutionError {
             Self::UpgradeUnsupported => "upgrade_unsupported",
             Self::MemoryExceeded { .. } => "memory_limit",
             Self::Timeout { .. } => "timeout",
+            Self::HandlesExceeded { .. } => "handle_limit",
             Self::ResponseTooLarge { .. } => "response_too_large",
             Self::Trap(_) => "trap",
             Self::NoResponse => "no_response",
@@ -398,18 +404,22 @@ fn setup_error(error: &anyhow::Error) -> ExecutionError {
 }
 
 /// Names the cause of a failed call: the memory limit, the time limit, or another trap.
-fn classify(
-    error: &wasmtime::Error,
-    memory_hit: bool,
-    memory_limit: u64,
-    time_limit: std::time::Duration,
-) -> ExecutionError {
+fn classify(error: &wasmtime::Error, memory_hit: bool, limits: &Limits) -> ExecutionError {
     if memory_hit {
         ExecutionError::MemoryExceeded {
-            limit: memory_limit,
+            limit: limits.memory,
         }
     } else if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        ExecutionError::Timeout { limit: time_limit }
+        ExecutionError::Timeout {
+            limit: limits.execution_time,
+        }
+    } else if matches!(
+        error.downcast_ref::<ResourceTableError>(),
+        Some(ResourceTableError::Full)
+    ) {
+        ExecutionError::HandlesExceeded {
+            limit: limits.max_handles,
+        }
     } else {
         ExecutionError::Trap(format!("{error:?}"))
     }

@@ -17,6 +17,7 @@ impl ExecutionError {
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpgradeUnsupported => StatusCode::NOT_IMPLEMENTED,
             Self::MemoryExceeded { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::HandlesExceeded { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::Trap(_) | Self::NoResponse | Self::GuestError(_) => {
@@ -46,6 +47,7 @@ impl ExecutionError {
                 "websocket and other protocol upgrades are not supported".into()
             }
             Self::MemoryExceeded { limit } => format!("memory limit of {limit} bytes exceeded"),
+            Self::HandlesExceeded { limit } => format!("handle limit of {limit} exceeded"),
             Self::Timeout { limit } => format!(
                 "execution time limit of {} exceeded",
                 humantime::format_duration(*limit)

@@ -290,3 +290,38 @@ async fn the_demo_builds_and_serves() {
     assert_eq!(get(up.addr, "/api/notes").await.text(), r#"["buy milk"]"#);
     assert!(terminate(up).await.success());
 }
+
+/// Guest output is logged up to the per-execution limit, then dropped with one marker.
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_output_obeyed_and_violated() {
+    let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
+    // Each line is 17 bytes with its newline: 60 lines fit in 1 KiB, 200 do not.
+    let up = up(&[dir.path().to_str().unwrap(), "--guest-log-limit", "1KiB"]).await;
+    for (lines, logged, dropped) in [(60, 60, 0), (200, 60, 200 * 17 - 1024)] {
+        let reply = get(up.addr, &format!("/?flood={lines}")).await;
+        assert_eq!(reply.text(), "hello from micros\n");
+        let id = reply.header("x-request-id").unwrap().to_string();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stderr = up.stderr.lock().unwrap().join("\n");
+        let ours: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains(&format!("request_id={id}")))
+            .collect();
+        let flood = ours.iter().filter(|l| l.contains("flood line")).count();
+        assert!(
+            flood == logged || flood == logged + 1,
+            "{lines} lines: {flood} logged"
+        );
+        let marker = ours.iter().find(|l| l.contains("guest output truncated"));
+        if dropped == 0 {
+            assert!(marker.is_none(), "{marker:?}");
+        } else {
+            let marker = marker.expect("a truncation marker");
+            assert!(
+                marker.contains(&format!("dropped_bytes={dropped}")),
+                "{marker}"
+            );
+        }
+    }
+    assert!(terminate(up).await.success());
+}

@@ -404,3 +404,32 @@ async fn shutdown_lets_in_flight_requests_finish() {
         "the listener is closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handles_obeyed() {
+    let limits = Limits {
+        max_handles: 1000,
+        ..Limits::default()
+    };
+    let server = limited(guests::HANDLES, limits).await;
+    assert_eq!(
+        server.get("/?count=900").await.text(),
+        "holding 900 handles\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handles_violated() {
+    let limits = Limits {
+        max_handles: 1000,
+        ..Limits::default()
+    };
+    let server = limited(guests::HANDLES, limits).await;
+    let reply = server.get("/").await;
+    assert_error(&reply, 500, "micro `web`: handle limit of 1000 exceeded\n");
+    assert_healthy(&server).await;
+    // The default holds too, without the host feeling it.
+    let server = limited(guests::HANDLES, Limits::default()).await;
+    let reply = server.get("/").await;
+    assert_error(&reply, 500, "micro `web`: handle limit of 16384 exceeded\n");
+}
