@@ -245,10 +245,11 @@ fn parse_cron(text: &str, fields: &[&str]) -> Result<Schedule, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn at(text: &str) -> DateTime<Utc> {
+    /// An instant from RFC 3339 text, for tests.
+    pub(crate) fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
             .with_timezone(&Utc)

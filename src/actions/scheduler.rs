@@ -191,12 +191,7 @@ mod tests {
     use tokio::sync::{Semaphore, mpsc};
 
     use super::*;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::actions::schedule::tests::at;
 
     /// A job whose runs each wait for a permit, so a test decides when a run ends.
     fn gated_job(id: &str, schedule: &str, gate: Arc<Semaphore>) -> Job {
