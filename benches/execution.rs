@@ -22,6 +22,19 @@ fn bench(c: &mut Criterion) {
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .expect("request")
     };
+    // The baseline, measured in the same run: the same request answered natively, no sandbox.
+    c.bench_function("baseline: native hello", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let request = request();
+            let response = http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"hello from micros\n"),
+            ));
+            std::hint::black_box(request);
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .expect("body")
+        })
+    });
     c.bench_function("hello: new store + instantiate + call + body", |b| {
         b.to_async(&runtime).iter(|| async {
             let response = app.handle(request()).await;
