@@ -325,3 +325,23 @@ async fn guest_output_obeyed_and_violated() {
     }
     assert!(terminate(up).await.success());
 }
+
+/// A component that is not a Micro (a `wasi:cli` command, no HTTP handler) is refused at load,
+/// by `check` and by `up`, naming the Micro and what is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_component_is_not_a_micro() {
+    let (dir, _) = write_app(&[micro("web", guests::COMMAND).primary()]);
+    let expected = "error: micro `web` does not export `wasi:http/incoming-handler`: build it as a wasi:http proxy: \
+                    no exported instance named `wasi:http/incoming-handler@0.2.12`\n";
+    let (code, stderr) = run(&["check", dir.path().to_str().unwrap()]).await;
+    assert_eq!((code, stderr.as_str()), (1, expected));
+    let (code, stderr) = run(&[
+        "up",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(stderr.ends_with(expected), "{stderr}");
+}
