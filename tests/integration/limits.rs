@@ -433,3 +433,23 @@ async fn handles_violated() {
     let reply = server.get("/").await;
     assert_error(&reply, 500, "micro `web`: handle limit of 16384 exceeded\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stack_obeyed_and_violated() {
+    let server = limited(guests::RECURSION, Limits::default()).await;
+    let reply = server.get("/?depth=1000").await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.text().starts_with("reached depth 1000 ("),
+        "{}",
+        reply.text()
+    );
+    // Unbounded recursion ends in a trap (stack overflow, or out of bounds once the shadow stack
+    // in linear memory runs out): a 500, and the server is fine.
+    assert_error(
+        &server.get("/").await,
+        500,
+        "micro `web`: the Micro crashed (trap or panic)\n",
+    );
+    assert_healthy(&server).await;
+}
