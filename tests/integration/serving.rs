@@ -192,6 +192,12 @@ async fn files_read_only_root_and_a_private_tmp() {
             .text()
             .starts_with("error: NotFound")
     );
+    // Nor through `/tmp`: `..` cannot climb out of it, to read or to write.
+    let keys = server.get("/read?path=/tmp/../../keys.toml").await.text();
+    assert!(keys.starts_with("error: "), "{keys}");
+    let escape = server.get("/write?path=/tmp/../escape.txt").await.text();
+    assert!(escape.starts_with("error: "), "{escape}");
+    assert!(!server.dir.path().join(".micros/tmp/escape.txt").exists());
     assert_eq!(
         server.get("/list?path=/").await.text(),
         "bundled.txt\nmicro.wasm"
@@ -297,4 +303,21 @@ async fn a_host_header_that_is_not_text_gets_400() {
         response.ends_with("micro `web`: the request could not be read\n"),
         "{response}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sockets_are_denied() {
+    // A real listener the guest would reach if sockets were allowed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let server = serve(&[micro("web", guests::SOCKETS).primary()]).await;
+    let reply = server.get(&format!("/?target={target}")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.text(),
+        "tcp connect: denied (PermissionDenied)\nudp bind: denied (PermissionDenied)\nname lookup: denied (Uncategorized)\n"
+    );
+    let accepted =
+        tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
+    assert!(accepted.is_err(), "the guest reached the host's listener");
 }
