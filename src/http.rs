@@ -187,22 +187,59 @@ impl App {
     }
 }
 
-/// Whether `path` is in `/__space/`, the runtime's own namespace.
+/// Whether `path` is in `/__space/`, the runtime's own namespace, however it is spelled: a
+/// guest's framework may decode `%5F`, merge `//`, resolve `..` or ignore case before routing, so
+/// the check does all of that first.
 fn is_reserved(path: &str) -> bool {
-    path == RESERVED_PREFIX
-        || path
-            .strip_prefix(RESERVED_PREFIX)
-            .is_some_and(|rest| rest.starts_with('/'))
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split(['/', '\\']) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    segments
+        .first()
+        .is_some_and(|first| first.eq_ignore_ascii_case(RESERVED_SEGMENT))
 }
 
-/// The runtime's own namespace: actions are delivered there, and no request from outside reaches
-/// a Micro under it.
-pub const RESERVED_PREFIX: &str = "/__space";
+/// The first path segment of the runtime's own namespace.
+const RESERVED_SEGMENT: &str = "__space";
 
 fn guest_body_error(error: Box<dyn std::error::Error + Send + Sync>) -> wasmtime_wasi_http::Error {
     if error.is::<LengthLimitError>() {
         wasmtime_wasi_http::Error::HttpRequestBodySize(None)
     } else {
         wasmtime_wasi_http::Error::InternalError(Some(error.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_reserved;
+
+    #[test]
+    fn the_runtime_namespace_however_spelled() {
+        for path in [
+            "/__space",
+            "/__space/",
+            "/__space/v0/actions",
+            "//__space/v0/actions",
+            "/%5F%5Fspace/v0/actions",
+            "/%5f%5fspace/v0/actions",
+            "/x/../__space/v0/actions",
+            "/./__space",
+            "/__SPACE/v0/actions",
+            "\\__space/v0/actions",
+        ] {
+            assert!(is_reserved(path), "{path}");
+        }
+        for path in ["/", "/__spaceship", "/x/__space", "/space", "/_space"] {
+            assert!(!is_reserved(path), "{path}");
+        }
     }
 }

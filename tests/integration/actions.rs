@@ -103,6 +103,10 @@ async fn nobody_outside_reaches_the_runtime_namespace() {
     .await;
     for path in [
         "/__space/v0/actions",
+        "/%5F%5Fspace/v0/actions",
+        "//__space/v0/actions",
+        "/api/%5f%5fspace/v0/actions",
+        "/x/../__space/v0/actions",
         "/__space",
         "/__space/",
         "/api/__space/v0/actions",
