@@ -3,6 +3,7 @@
 
 mod body;
 mod limiter;
+mod outcome;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -13,93 +14,21 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
-use wasmtime::component::{Component, Linker, ResourceTable, ResourceTableError};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub use body::ResponseBody;
+pub use outcome::ExecutionError;
+use outcome::{classify, setup_error};
 
 use crate::config::Limits;
 use crate::engine::Engine;
 use limiter::MemoryLimiter;
 use output::GuestOutput;
-
-/// Why an execution did not produce a complete response. [`crate::http`] maps each to a status.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ExecutionError {
-    /// The request could not be read from the client (its body broke off, a header is not text).
-    #[error("the request could not be read: {0}")]
-    BadRequest(String),
-    /// The path is under `/__space/`, the runtime's own namespace: no Micro sees it.
-    #[error("`/__space/` is reserved for the runtime")]
-    Reserved,
-    /// The Micro already has as many executions in flight as allowed; retry shortly.
-    #[error("{limit} executions already in flight")]
-    Overloaded {
-        /// The limit.
-        limit: usize,
-    },
-    /// The client stopped sending the request body; the guest never ran.
-    #[error("no request body data for {limit:?}")]
-    RequestTimeout {
-        /// The limit.
-        limit: std::time::Duration,
-    },
-    /// The request body is larger than the limit; the guest never ran.
-    #[error("request body exceeds the limit of {limit} bytes")]
-    RequestTooLarge {
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// The request asks for a protocol upgrade (websockets), which Micros cannot serve.
-    #[error("protocol upgrades (websockets) are not supported")]
-    UpgradeUnsupported,
-    /// The guest tried to grow its memory past the limit.
-    #[error("memory limit of {limit} bytes exceeded")]
-    MemoryExceeded {
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// The guest held more resource handles than allowed.
-    #[error("handle limit of {limit} exceeded")]
-    HandlesExceeded {
-        /// The limit.
-        limit: usize,
-    },
-    /// The execution ran past its wall-clock limit.
-    #[error("execution time limit of {limit:?} exceeded")]
-    Timeout {
-        /// The limit.
-        limit: std::time::Duration,
-    },
-    /// The response body is larger than the limit.
-    #[error("response body exceeds the limit of {limit} bytes")]
-    ResponseTooLarge {
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// The guest trapped (a panic, an abort, a wasm trap); the detail is for the log.
-    #[error("the guest trapped: {0}")]
-    Trap(String),
-    /// The guest returned without sending a response.
-    #[error("the guest returned without sending a response")]
-    NoResponse,
-    /// The guest answered with a `wasi:http` error instead of a response.
-    #[error("the guest answered with an error: {0}")]
-    GuestError(String),
-    /// Streaming the guest's response body failed.
-    #[error("the response body failed: {0}")]
-    Body(String),
-    /// The runtime could not set up the execution.
-    #[error("the runtime could not start the execution: {0}")]
-    Setup(String),
-    /// The execution was stopped before it finished.
-    #[error("the execution was stopped")]
-    Aborted,
-}
 
 /// Compiles a Micro's component, links it against the Micro world and pre-instantiates it: all
 /// the per-Micro work, done once at load (and all that `micros check` needs to prove).
@@ -372,55 +301,5 @@ impl Drop for AbortOnDrop {
         if let Some(handle) = self.0.take() {
             handle.abort();
         }
-    }
-}
-
-impl ExecutionError {
-    /// A short, stable name for the log's `error.type` field.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::Reserved => "reserved",
-            Self::Overloaded { .. } => "overloaded",
-            Self::RequestTimeout { .. } => "request_timeout",
-            Self::RequestTooLarge { .. } => "request_too_large",
-            Self::UpgradeUnsupported => "upgrade_unsupported",
-            Self::MemoryExceeded { .. } => "memory_limit",
-            Self::Timeout { .. } => "timeout",
-            Self::HandlesExceeded { .. } => "handle_limit",
-            Self::ResponseTooLarge { .. } => "response_too_large",
-            Self::Trap(_) => "trap",
-            Self::NoResponse => "no_response",
-            Self::GuestError(_) => "guest_error",
-            Self::Body(_) => "body",
-            Self::Setup(_) => "setup",
-            Self::Aborted => "aborted",
-        }
-    }
-}
-
-fn setup_error(error: &anyhow::Error) -> ExecutionError {
-    ExecutionError::Setup(format!("{error:#}"))
-}
-
-/// Names the cause of a failed call: the memory limit, the time limit, or another trap.
-fn classify(error: &wasmtime::Error, memory_hit: bool, limits: &Limits) -> ExecutionError {
-    if memory_hit {
-        ExecutionError::MemoryExceeded {
-            limit: limits.memory,
-        }
-    } else if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        ExecutionError::Timeout {
-            limit: limits.execution_time,
-        }
-    } else if matches!(
-        error.downcast_ref::<ResourceTableError>(),
-        Some(ResourceTableError::Full)
-    ) {
-        ExecutionError::HandlesExceeded {
-            limit: limits.max_handles,
-        }
-    } else {
-        ExecutionError::Trap(format!("{error:?}"))
     }
 }
