@@ -35,6 +35,14 @@ async fn assert_stopped_at_one_second(server: &Server, path: &str) {
     assert_healthy(server).await;
 }
 
+/// A 64 MiB memory limit: small enough to break quickly, large enough for a guest to start.
+fn memory_64_mib() -> Limits {
+    Limits {
+        memory: 64 << 20,
+        ..Limits::default()
+    }
+}
+
 async fn assert_healthy(server: &Server) {
     let reply = server.get("/hello/").await;
     assert_eq!(reply.status, 200);
@@ -53,11 +61,7 @@ fn assert_error(reply: &crate::support::Reply, status: u16, text: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_obeyed() {
-    let limits = Limits {
-        memory: 64 << 20,
-        ..Limits::default()
-    };
-    let server = limited(guests::MEMHOG, limits).await;
+    let server = limited(guests::MEMHOG, memory_64_mib()).await;
     let reply = server.get("/?mib=40").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "held 40 MiB\n");
@@ -65,11 +69,7 @@ async fn memory_obeyed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_violated_by_one_big_grow() {
-    let limits = Limits {
-        memory: 64 << 20,
-        ..Limits::default()
-    };
-    let server = limited(guests::MEMHOG, limits).await;
+    let server = limited(guests::MEMHOG, memory_64_mib()).await;
     let reply = server.get("/?mib=100").await;
     assert_error(
         &reply,
@@ -83,11 +83,7 @@ async fn memory_violated_by_one_big_grow() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_violated_by_many_small_grows() {
-    let limits = Limits {
-        memory: 64 << 20,
-        ..Limits::default()
-    };
-    let server = limited(guests::MEMHOG, limits).await;
+    let server = limited(guests::MEMHOG, memory_64_mib()).await;
     let reply = server.get("/?mib=200&step=1").await;
     assert_error(
         &reply,
