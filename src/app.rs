@@ -96,7 +96,7 @@ impl App {
                 tmp: state.tmp(name, config.keep_tmp)?,
                 limits: config.limits.clone(),
             };
-            micros.push(Sandbox::new(&engine, pre, spec));
+            micros.push(Sandbox::new(&engine, pre, spec)?);
         }
         let primary = manifest
             .micros

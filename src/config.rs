@@ -39,6 +39,12 @@ pub const DEFAULT_MAX_TABLES: usize = 256;
 /// Table elements of one execution, all tables summed: host memory (8 bytes or more each)
 /// outside the memory limit.
 pub const DEFAULT_MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Bytes of file data in a Micro's `/tmp`, all its executions together: Space's 512 MB. Counted
+/// by logical size, so a sparse file or a `set-size` counts in full.
+pub const DEFAULT_TMP_BYTES: u64 = 512 * 1024 * 1024;
+/// Files, folders and links in a Micro's `/tmp`: each costs the host an inode whatever its size,
+/// so a guest creating empty files in a loop meets a wall as it would on a real disk.
+pub const DEFAULT_TMP_ENTRIES: u64 = 65_536;
 /// Time a client has to send a request's headers (slowloris); also how long an idle keep-alive
 /// connection waits for its next request.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,6 +89,10 @@ pub struct Limits {
     pub max_tables: usize,
     /// Table elements per store, all tables summed.
     pub max_table_elements: usize,
+    /// Bytes of file data in a Micro's `/tmp`, shared by all its executions.
+    pub tmp_bytes: u64,
+    /// Files, folders and links in a Micro's `/tmp`, shared by all its executions.
+    pub tmp_entries: u64,
 }
 
 impl Default for Limits {
@@ -99,6 +109,8 @@ impl Default for Limits {
             max_memories: DEFAULT_MAX_MEMORIES,
             max_tables: DEFAULT_MAX_TABLES,
             max_table_elements: DEFAULT_MAX_TABLE_ELEMENTS,
+            tmp_bytes: DEFAULT_TMP_BYTES,
+            tmp_entries: DEFAULT_TMP_ENTRIES,
         }
     }
 }

@@ -147,6 +147,12 @@ struct LimitArgs {
     /// Guest stdout and stderr logged per execution.
     #[arg(long, value_name = "SIZE", default_value = "256KiB", value_parser = micros::config::parse_bytes)]
     guest_log_limit: u64,
+    /// Bytes of file data in each Micro's /tmp, all its executions together.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = micros::config::parse_bytes)]
+    tmp_limit: u64,
+    /// Files, folders and links in each Micro's /tmp.
+    #[arg(long, value_name = "N", default_value_t = micros::config::DEFAULT_TMP_ENTRIES)]
+    tmp_entries: u64,
 }
 
 impl From<LimitArgs> for Limits {
@@ -159,6 +165,8 @@ impl From<LimitArgs> for Limits {
             guest_output: args.guest_log_limit,
             max_in_flight: args.max_in_flight,
             max_handles: args.max_handles,
+            tmp_bytes: args.tmp_limit,
+            tmp_entries: args.tmp_entries,
             ..Limits::default()
         }
     }

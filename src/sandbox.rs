@@ -2,9 +2,11 @@
 //! the one path (HTTP requests now, scheduled actions later) by which a Micro runs.
 
 mod body;
+mod filesystem;
 mod limiter;
 mod outcome;
 mod output;
+mod quota;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,8 +29,10 @@ use outcome::{classify, setup_error};
 
 use crate::config::Limits;
 use crate::engine::Engine;
+use filesystem::TmpFiles;
 use limiter::MemoryLimiter;
 use output::GuestOutput;
+use quota::TmpQuota;
 
 /// Compiles a Micro's component, links it against the Micro world and pre-instantiates it: all
 /// the per-Micro work, done once at load (and all that `micros check` needs to prove).
@@ -43,6 +47,7 @@ pub(crate) fn prepare(engine: &Engine, name: &str, path: &Path) -> anyhow::Resul
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
         .context("failed to link wasi:http")?;
+    filesystem::add_to_linker(&mut linker).context("failed to link the /tmp quota")?;
     let pre = linker
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)
@@ -63,6 +68,7 @@ pub(crate) struct Host {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     limiter: MemoryLimiter,
+    tmp: TmpFiles,
 }
 
 impl WasiView for Host {
@@ -93,6 +99,8 @@ pub(crate) struct Sandbox {
     env: Vec<(String, String)>,
     root: PathBuf,
     tmp: PathBuf,
+    /// The books of `tmp`, shared by every execution of this Micro.
+    tmp_quota: Arc<TmpQuota>,
     limits: Limits,
     /// One permit per execution that may be in flight.
     in_flight: Arc<Semaphore>,
@@ -109,17 +117,24 @@ pub(crate) struct SandboxSpec {
 
 impl Sandbox {
     /// A sandbox for a Micro from its prepared component (see [`prepare`]).
-    pub(crate) fn new(engine: &Engine, pre: ProxyPre<Host>, spec: SandboxSpec) -> Self {
-        Self {
+    pub(crate) fn new(
+        engine: &Engine,
+        pre: ProxyPre<Host>,
+        spec: SandboxSpec,
+    ) -> anyhow::Result<Self> {
+        let tmp_quota = TmpQuota::load(&spec.tmp, spec.limits.tmp_bytes, spec.limits.tmp_entries)
+            .with_context(|| format!("micro `{}`: cannot count its /tmp", spec.name))?;
+        Ok(Self {
             name: spec.name,
             engine: engine.clone(),
             pre,
             env: spec.env,
             root: spec.root,
             tmp: spec.tmp,
+            tmp_quota: Arc::new(tmp_quota),
             in_flight: Arc::new(Semaphore::new(spec.limits.max_in_flight)),
             limits: spec.limits,
-        }
+        })
     }
 
     /// The Micro's name.
@@ -177,6 +192,7 @@ impl Sandbox {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             limiter: MemoryLimiter::new(&self.limits),
+            tmp: TmpFiles::new(Arc::clone(&self.tmp_quota)),
         };
         let mut store = Store::new(self.engine.wasmtime(), host);
         store.limiter(|host| &mut host.limiter);

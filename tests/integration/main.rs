@@ -11,6 +11,7 @@ mod limits;
 mod manifest;
 mod serving;
 mod support;
+mod tmp;
 mod world;
 
 /// Every guest under `guests/` is used by a test: a guest nobody runs is dead weight.
@@ -22,6 +23,7 @@ fn every_guest_has_a_test() {
         "limits.rs",
         "manifest.rs",
         "serving.rs",
+        "tmp.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(format!("tests/integration/{f}")).expect("test source"))
