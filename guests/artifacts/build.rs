@@ -1,4 +1,7 @@
-//! Compiles every guest of `guests/` to a wasm32-wasip2 component, once, and names each in a constant.
+//! Compiles every guest of `guests/` to a wasm32-wasip2 component, once, and names each in a constant;
+//! assembles the hostile components written in the text format (`wat.rs`) beside them.
+
+mod wat;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,9 +65,29 @@ fn main() {
             wasm.display().to_string()
         ));
     }
+    let mut names = members.clone();
+    let mut hostile = Vec::new();
+    println!("cargo:rerun-if-changed=wat.rs");
+    for (name, text) in wat::components() {
+        let bytes = ::wat::parse_str(&text)
+            .unwrap_or_else(|e| panic!("hostile component `{name}` does not assemble: {e}"));
+        let wasm = out_dir.join(format!("{name}.wasm"));
+        fs::write(&wasm, bytes).expect("write a hostile component");
+        code.push_str(&format!(
+            "/// The `{name}` hostile component (guests/artifacts/wat.rs).\npub const {}: &str = {:?};\n",
+            name.to_uppercase(),
+            wasm.display().to_string()
+        ));
+        names.push(name.to_string());
+        hostile.push(format!("{name:?}"));
+    }
+    code.push_str(&format!(
+        "/// The hostile components written in the text format, by name.\npub const HOSTILE: &[&str] = &[{}];\n",
+        hostile.join(", ")
+    ));
     code.push_str(&format!(
         "/// Every guest, by name.\npub const ALL: &[(&str, &str)] = &[{}];\n",
-        members
+        names
             .iter()
             .map(|m| format!("({m:?}, {})", m.to_uppercase()))
             .collect::<Vec<_>>()

@@ -18,6 +18,7 @@ impl ExecutionError {
             Self::UpgradeUnsupported => StatusCode::NOT_IMPLEMENTED,
             Self::MemoryExceeded { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::HandlesExceeded { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::StoreLimit { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::Trap(_) | Self::NoResponse | Self::GuestError(_) => {
@@ -48,6 +49,9 @@ impl ExecutionError {
             }
             Self::MemoryExceeded { limit } => format!("memory limit of {limit} bytes exceeded"),
             Self::HandlesExceeded { limit } => format!("handle limit of {limit} exceeded"),
+            Self::StoreLimit { what, limit } => {
+                format!("limit of {limit} {what} per execution exceeded")
+            }
             Self::Timeout { limit } => format!(
                 "execution time limit of {} exceeded",
                 humantime::format_duration(*limit)

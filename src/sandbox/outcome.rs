@@ -47,6 +47,14 @@ pub enum ExecutionError {
         /// The limit.
         limit: usize,
     },
+    /// The execution made more core instances, memories or tables than a store may hold.
+    #[error("limit of {limit} {what} per execution exceeded")]
+    StoreLimit {
+        /// What was counted: `instances`, `memories` or `tables`.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// The execution ran past its wall-clock limit.
     #[error("execution time limit of {limit:?} exceeded")]
     Timeout {
@@ -92,6 +100,7 @@ impl ExecutionError {
             Self::MemoryExceeded { .. } => "memory_limit",
             Self::Timeout { .. } => "timeout",
             Self::HandlesExceeded { .. } => "handle_limit",
+            Self::StoreLimit { .. } => "store_limit",
             Self::ResponseTooLarge { .. } => "response_too_large",
             Self::Trap(_) => "trap",
             Self::NoResponse => "no_response",
@@ -128,7 +137,22 @@ pub(super) fn classify(
         ExecutionError::HandlesExceeded {
             limit: limits.max_handles,
         }
+    } else if let Some((what, limit)) = store_limit(error, limits) {
+        ExecutionError::StoreLimit { what, limit }
     } else {
         ExecutionError::Trap(format!("{error:?}"))
+    }
+}
+
+/// Which per-store count wasmtime refused, from its message (`resource limit exceeded: memory
+/// count too high at 33`); a test with a component past each limit pins the wording.
+fn store_limit(error: &wasmtime::Error, limits: &Limits) -> Option<(&'static str, usize)> {
+    let text = format!("{error:#}");
+    let (_, rest) = text.split_once("resource limit exceeded: ")?;
+    match rest.split(' ').next()? {
+        "instance" => Some(("instances", limits.max_instances)),
+        "memory" => Some(("memories", limits.max_memories)),
+        "table" => Some(("tables", limits.max_tables)),
+        _ => None,
     }
 }

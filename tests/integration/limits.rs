@@ -14,7 +14,7 @@ fn with_hello(spec: crate::support::MicroSpec) -> [crate::support::MicroSpec; 2]
 }
 
 /// The Micro under test as primary beside a benign one, under `limits`.
-async fn limited(guest: &'static str, limits: Limits) -> Server {
+pub(crate) async fn limited(guest: &'static str, limits: Limits) -> Server {
     serve_with(&with_hello(micro("web", guest)), limits, vec![]).await
 }
 
@@ -43,13 +43,13 @@ fn memory_64_mib() -> Limits {
     }
 }
 
-async fn assert_healthy(server: &Server) {
+pub(crate) async fn assert_healthy(server: &Server) {
     let reply = server.get("/hello/").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "hello from micros\n");
 }
 
-fn assert_error(reply: &crate::support::Reply, status: u16, text: &str) {
+pub(crate) fn assert_error(reply: &crate::support::Reply, status: u16, text: &str) {
     assert_eq!(reply.status, status, "{reply:?}");
     assert_eq!(reply.text(), text);
     assert_eq!(

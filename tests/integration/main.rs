@@ -7,6 +7,7 @@
 mod actions;
 mod cli;
 mod front_door;
+mod hostile;
 mod limits;
 mod manifest;
 mod serving;
@@ -20,6 +21,7 @@ fn every_guest_has_a_test() {
     let sources: String = [
         "actions.rs",
         "cli.rs",
+        "hostile.rs",
         "limits.rs",
         "manifest.rs",
         "serving.rs",

@@ -12,6 +12,11 @@ fn every_guest_targets_the_micro_world() {
     for (name, path) in guests::ALL {
         let wasm = std::fs::read(path).unwrap();
         let targets = wit_component::targets(&resolve, world, &wasm);
+        if guests::HOSTILE.contains(name) {
+            // Hand-written in the text format with only the types their handler names: wasmtime
+            // links them (the tests in `hostile.rs` prove it), the WIT checker wants every type.
+            continue;
+        }
         if *name == "command" {
             // The one guest that is deliberately not a Micro.
             assert!(

@@ -1,0 +1,94 @@
+//! Hostile components no compiler would emit (`guests/artifacts/wat.rs`): too many memories,
+//! tables or instances for one store, a start function that never returns, an import the runtime
+//! does not provide. Each is contained, and the benign Micro beside it keeps answering.
+
+use micros::{App, Config, Limits, Manifest};
+use micros_guests as guests;
+
+use crate::limits::{assert_error, assert_healthy, limited};
+use crate::support::{micro, write_app};
+
+/// The hostile components answer nothing once they run: reaching the handler is what obeying
+/// the limit looks like.
+const NO_RESPONSE: &str = "micro `web`: the Micro returned without a response\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_counts_obeyed() {
+    let limits = Limits {
+        max_memories: 40,
+        max_tables: 300,
+        max_instances: 310,
+        ..Limits::default()
+    };
+    for guest in [
+        guests::MANY_MEMORIES,
+        guests::MANY_TABLES,
+        guests::MANY_INSTANCES,
+    ] {
+        let server = limited(guest, limits.clone()).await;
+        assert_error(&server.get("/").await, 500, NO_RESPONSE);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_counts_violated_at_their_defaults() {
+    for (guest, text) in [
+        (
+            guests::MANY_MEMORIES,
+            "micro `web`: limit of 32 memories per execution exceeded\n",
+        ),
+        (
+            guests::MANY_TABLES,
+            "micro `web`: limit of 256 tables per execution exceeded\n",
+        ),
+        (
+            guests::MANY_INSTANCES,
+            "micro `web`: limit of 256 instances per execution exceeded\n",
+        ),
+    ] {
+        let server = limited(guest, Limits::default()).await;
+        assert_error(&server.get("/").await, 500, text);
+        assert_healthy(&server).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_function_that_never_returns_is_stopped() {
+    let limits = Limits {
+        execution_time: std::time::Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let server = limited(guests::LOOPING_START, limits).await;
+    let started = std::time::Instant::now();
+    assert_error(
+        &server.get("/").await,
+        504,
+        "micro `web`: execution time limit of 1s exceeded\n",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_healthy(&server).await;
+}
+
+#[test]
+fn an_import_the_runtime_lacks_is_refused_at_load() {
+    let (_dir, manifest) = write_app(&[micro("web", guests::UNKNOWN_IMPORT).primary()]);
+    let error = App::check(&Manifest::load(&manifest).unwrap()).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.starts_with(
+            "micro `web` imports something outside the Micro world (wit/micro.wit): \
+             component imports instance `acme:backdoor/shell@1.0.0`, but a matching \
+             implementation was not found in the linker"
+        ),
+        "{text}"
+    );
+    // Loading to serve refuses it the same way, before anything listens.
+    let config = Config {
+        state_dir: Some(_dir.path().join("state")),
+        ..Config::default()
+    };
+    let Err(error) = App::load(Manifest::load(&manifest).unwrap(), &config) else {
+        panic!("a component importing an unknown interface loaded");
+    };
+    assert!(format!("{error:#}").contains("acme:backdoor/shell@1.0.0"));
+}
