@@ -22,8 +22,8 @@ pub(crate) struct AppInner {
     pub(crate) micros: Vec<Sandbox>,
     /// The index of the primary Micro in `micros`.
     pub(crate) primary: usize,
-    /// `(first path segment, index)` of every non-primary Micro.
-    pub(crate) routes: Vec<(String, usize)>,
+    /// Which Micro each path reaches.
+    pub(crate) router: crate::http::Router,
     /// The host name requests without a `Host` header are given.
     pub(crate) hostname: String,
     /// Every action with its effective schedule.
@@ -103,13 +103,7 @@ impl App {
             .iter()
             .position(|m| m.is_primary())
             .context("the app has no primary Micro")?;
-        let routes = manifest
-            .micros
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| !m.is_primary())
-            .map(|(i, m)| (m.route().trim_start_matches('/').to_string(), i))
-            .collect();
+        let router = crate::http::Router::new(&manifest);
         tracing::info!(
             app = manifest.app_name.as_deref().unwrap_or(""),
             micros = manifest.micros.len(),
@@ -120,7 +114,7 @@ impl App {
                 manifest,
                 micros,
                 primary,
-                routes,
+                router,
                 hostname,
                 actions,
                 front_door: config.front_door.clone(),

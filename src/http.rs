@@ -1,6 +1,7 @@
 //! HTTP in front of the Micros: the server, routing by path, request checks, and error responses.
 
 mod body;
+mod router;
 mod server;
 mod status;
 
@@ -13,6 +14,7 @@ use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use rand::RngExt as _;
 use tracing::Instrument as _;
 
+pub use router::{Route, Router};
 pub use server::serve;
 
 use crate::app::App;
@@ -38,7 +40,8 @@ impl App {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let request_id = format!("{:016x}", rand::rng().random::<u64>());
-        let (index, uri) = self.route(request.uri());
+        let route = self.inner.router.route(request.uri());
+        let (Route::Micro(index, _) | Route::Reserved(index)) = route;
         let micro = &self.inner.micros[index];
         let span = tracing::info_span!(
             "request",
@@ -50,12 +53,13 @@ impl App {
             duration_ms = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
-        let result = if is_reserved(request.uri().path()) || is_reserved(uri.path()) {
+        let result = match route {
             // Nobody outside may reach the runtime's namespace through a Micro, e.g. to fire an
             // action; with a prefix stripped (`/api/__space/...`) neither.
-            Err(ExecutionError::Reserved)
-        } else {
-            self.run(index, uri, request).instrument(span.clone()).await
+            Route::Reserved(_) => Err(ExecutionError::Reserved),
+            Route::Micro(index, uri) => {
+                self.run(index, uri, request).instrument(span.clone()).await
+            }
         };
         let _enter = span.enter();
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -89,28 +93,6 @@ impl App {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
         response
-    }
-
-    /// Picks the Micro for a path and the URI it sees: `/api/x?q=1` reaches `/api`'s Micro as
-    /// `/x?q=1`, `/api` as `/`; everything else reaches the primary unchanged.
-    fn route(&self, uri: &Uri) -> (usize, Uri) {
-        let path = uri.path();
-        let rest = path.strip_prefix('/').unwrap_or(path);
-        let segment = rest.split('/').next().unwrap_or("");
-        let Some(&(_, index)) = self.inner.routes.iter().find(|(route, _)| route == segment) else {
-            return (self.inner.primary, uri.clone());
-        };
-        let stripped = &rest[segment.len()..];
-        let stripped = if stripped.is_empty() { "/" } else { stripped };
-        let path_and_query = match uri.query() {
-            Some(query) => format!("{stripped}?{query}"),
-            None => stripped.to_string(),
-        };
-        let uri = Uri::builder()
-            .path_and_query(path_and_query)
-            .build()
-            .unwrap_or_else(|_| Uri::from_static("/"));
-        (index, uri)
     }
 
     /// Checks a request against the limits, then runs it in the Micro's sandbox.
@@ -187,59 +169,10 @@ impl App {
     }
 }
 
-/// Whether `path` is in `/__space/`, the runtime's own namespace, however it is spelled: a
-/// guest's framework may decode `%5F`, merge `//`, resolve `..` or ignore case before routing, so
-/// the check does all of that first.
-fn is_reserved(path: &str) -> bool {
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split(['/', '\\']) {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            segment => segments.push(segment),
-        }
-    }
-    segments
-        .first()
-        .is_some_and(|first| first.eq_ignore_ascii_case(RESERVED_SEGMENT))
-}
-
-/// The first path segment of the runtime's own namespace.
-const RESERVED_SEGMENT: &str = "__space";
-
 fn guest_body_error(error: Box<dyn std::error::Error + Send + Sync>) -> wasmtime_wasi_http::Error {
     if error.is::<LengthLimitError>() {
         wasmtime_wasi_http::Error::HttpRequestBodySize(None)
     } else {
         wasmtime_wasi_http::Error::InternalError(Some(error.to_string()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_reserved;
-
-    #[test]
-    fn the_runtime_namespace_however_spelled() {
-        for path in [
-            "/__space",
-            "/__space/",
-            "/__space/v0/actions",
-            "//__space/v0/actions",
-            "/%5F%5Fspace/v0/actions",
-            "/%5f%5fspace/v0/actions",
-            "/x/../__space/v0/actions",
-            "/./__space",
-            "/__SPACE/v0/actions",
-            "\\__space/v0/actions",
-        ] {
-            assert!(is_reserved(path), "{path}");
-        }
-        for path in ["/", "/__spaceship", "/x/__space", "/space", "/_space"] {
-            assert!(!is_reserved(path), "{path}");
-        }
     }
 }

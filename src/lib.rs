@@ -26,6 +26,6 @@ pub use actions::{ActionOverride, ActionReport};
 pub use app::App;
 pub use builder::build;
 pub use config::{Config, EnvSetting, FrontDoor, Limits};
-pub use http::{REQUEST_ID_HEADER, serve};
+pub use http::{REQUEST_ID_HEADER, Route, Router, serve};
 pub use manifest::{Manifest, ManifestError};
 pub use sandbox::{ExecutionError, ResponseBody};
