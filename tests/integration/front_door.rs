@@ -310,3 +310,67 @@ async fn connections_beyond_the_cap_wait_their_turn() {
         .unwrap();
     assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
 }
+
+/// Opens `clients` connections at once and sends a request on each; with `hold`, only once all
+/// are open. Returns every response's status line.
+async fn many_clients(server: &Server, clients: usize, hold: bool) -> Vec<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let all_open = Arc::new(tokio::sync::Barrier::new(if hold { clients } else { 1 }));
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (addr, all_open) = (server.addr, all_open.clone());
+            tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                all_open.wait().await;
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut response = Vec::new();
+                stream.read_to_end(&mut response).await.unwrap();
+                let response = String::from_utf8_lossy(&response).into_owned();
+                response.lines().next().unwrap_or("").to_string()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(clients);
+    for task in tasks {
+        let status = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("every client is answered")
+            .unwrap();
+        statuses.push(status);
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_concurrent_connections_obeyed() {
+    // All 2,000 held open at once, under the default cap of 4,096, each answered.
+    let server = serve_config(&[micro("web", guests::HELLO).primary()], |config| {
+        config.limits.max_in_flight = 2000;
+    })
+    .await;
+    let statuses = many_clients(&server, 2000, true).await;
+    assert!(
+        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_connections_past_the_cap_wait_and_are_served() {
+    // Twice the cap: the second thousand wait (in the listen queue, or retrying their connect
+    // once it is full) and are answered in turn. They cannot all be open at once by design.
+    let server = serve_config(&[micro("web", guests::HELLO).primary()], |config| {
+        config.front_door.max_connections = 1000;
+        config.limits.max_in_flight = 2000;
+    })
+    .await;
+    let statuses = many_clients(&server, 2000, false).await;
+    assert!(
+        statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
+        "{statuses:?}"
+    );
+    assert_eq!(server.get("/").await.text(), "hello from micros\n");
+}
