@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
-use crate::config::Config;
+use crate::config::{CompileBudget, Config};
 use crate::engine::Engine;
 use crate::manifest::Manifest;
 use crate::sandbox::{self, Sandbox, SandboxSpec};
@@ -51,7 +51,12 @@ impl App {
         let mut micros = Vec::with_capacity(manifest.micros.len());
         for micro in &manifest.micros {
             let name = micro.name.as_str();
-            let pre = sandbox::prepare(&engine, name, &micro.component_path(&manifest))?;
+            let pre = sandbox::prepare(
+                &engine,
+                name,
+                &micro.component_path(&manifest),
+                &config.compile,
+            )?;
             let mut env = vec![
                 (
                     "DETA_PROJECT_KEY".to_string(),
@@ -126,6 +131,11 @@ impl App {
     /// linked against the Micro world and pre-instantiated. Touches no state (keys, `/tmp`), so
     /// it is safe beside a running instance of the same app.
     pub fn check(manifest: &Manifest) -> anyhow::Result<()> {
+        Self::check_within(manifest, &CompileBudget::default())
+    }
+
+    /// [`App::check`] with the operator's compile budget.
+    pub fn check_within(manifest: &Manifest, budget: &CompileBudget) -> anyhow::Result<()> {
         manifest.check_files()?;
         let engine = Engine::new()?;
         for micro in &manifest.micros {
@@ -133,6 +143,7 @@ impl App {
                 &engine,
                 micro.name.as_str(),
                 &micro.component_path(manifest),
+                budget,
             )?;
         }
         Ok(())

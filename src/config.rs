@@ -45,6 +45,12 @@ pub const DEFAULT_TMP_BYTES: u64 = 512 * 1024 * 1024;
 /// Files, folders and links in a Micro's `/tmp`: each costs the host an inode whatever its size,
 /// so a guest creating empty files in a loop meets a wall as it would on a real disk.
 pub const DEFAULT_TMP_ENTRIES: u64 = 65_536;
+/// Time compiling one component may take at load. A Micro compiles in a second or two; a
+/// component built from an interpreter (Python, JavaScript) in tens of seconds on two cores.
+pub const DEFAULT_COMPILE_TIME: Duration = Duration::from_secs(120);
+/// Growth of the runtime's resident memory while one component compiles: a crafted component can
+/// make the compiler take hundreds of MB; real ones, interpreters included, stay well below.
+pub const DEFAULT_COMPILE_MEMORY: u64 = 2 * 1024 * 1024 * 1024;
 /// Time a client has to send a request's headers (slowloris); also how long an idle keep-alive
 /// connection waits for its next request.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -143,6 +149,24 @@ impl Default for FrontDoor {
     }
 }
 
+/// What compiling one component at load may cost before it is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileBudget {
+    /// Wall-clock time.
+    pub time: Duration,
+    /// Growth of the runtime's resident memory (enforced on Linux).
+    pub memory: u64,
+}
+
+impl Default for CompileBudget {
+    fn default() -> Self {
+        Self {
+            time: DEFAULT_COMPILE_TIME,
+            memory: DEFAULT_COMPILE_MEMORY,
+        }
+    }
+}
+
 /// How an app is run: its limits, where its state lives, what its Micros are told.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -150,6 +174,8 @@ pub struct Config {
     pub limits: Limits,
     /// The limits of the front door.
     pub front_door: FrontDoor,
+    /// What compiling each component may cost.
+    pub compile: CompileBudget,
     /// Where keys and `/tmp` folders live; default `.micros/` beside the manifest.
     pub state_dir: Option<PathBuf>,
     /// `DETA_SPACE_APP_HOSTNAME`; default the address the app is served at.
@@ -170,6 +196,7 @@ impl Default for Config {
         Self {
             limits: Limits::default(),
             front_door: FrontDoor::default(),
+            compile: CompileBudget::default(),
             state_dir: None,
             hostname: None,
             address: SocketAddr::from(([127, 0, 0, 1], 4200)),

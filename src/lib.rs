@@ -25,7 +25,7 @@ pub mod state;
 pub use actions::{ActionOverride, ActionReport};
 pub use app::App;
 pub use builder::build;
-pub use config::{Config, EnvSetting, FrontDoor, Limits};
+pub use config::{CompileBudget, Config, EnvSetting, FrontDoor, Limits};
 pub use http::{REQUEST_ID_HEADER, Route, Router, serve};
 pub use manifest::{Manifest, ManifestError};
 pub use sandbox::{ExecutionError, ResponseBody};

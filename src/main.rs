@@ -26,6 +26,8 @@ enum Command {
         /// An app folder holding `Spacefile.toml`, or the file itself.
         #[arg(default_value = ".")]
         path: PathBuf,
+        #[command(flatten)]
+        compile: CompileArgs,
     },
     /// Run each Micro's build `commands`.
     Build {
@@ -60,6 +62,8 @@ struct Trigger {
     state_dir: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    compile: CompileArgs,
 }
 
 #[derive(Args)]
@@ -89,6 +93,28 @@ struct Up {
     limits: LimitArgs,
     #[command(flatten)]
     front_door: FrontDoorArgs,
+    #[command(flatten)]
+    compile: CompileArgs,
+}
+
+/// What compiling one component at load may cost before it is refused.
+#[derive(Args)]
+struct CompileArgs {
+    /// Time compiling one component may take.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = micros::config::parse_duration)]
+    compile_timeout: Duration,
+    /// Growth of the runtime's memory while one component compiles.
+    #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = micros::config::parse_bytes)]
+    compile_memory: u64,
+}
+
+impl From<CompileArgs> for micros::CompileBudget {
+    fn from(args: CompileArgs) -> Self {
+        micros::CompileBudget {
+            time: args.compile_timeout,
+            memory: args.compile_memory,
+        }
+    }
 }
 
 /// The front door's limits: what a client must do before any Micro is involved.
@@ -203,9 +229,9 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Check { path } => {
+        Command::Check { path, compile } => {
             let manifest = Manifest::load(&path)?;
-            App::check(&manifest)?;
+            App::check_within(&manifest, &compile.into())?;
             eprintln!("ok: {} Micro(s) valid and compiled", manifest.micros.len());
             Ok(())
         }
@@ -226,6 +252,7 @@ async fn run_trigger(trigger: Trigger) -> anyhow::Result<()> {
     let manifest = Manifest::load(&path)?;
     let config = Config {
         limits: trigger.limits.into(),
+        compile: trigger.compile.into(),
         state_dir: trigger.state_dir,
         env: trigger.env,
         // A one-off run must not empty the /tmp of an instance serving the same app.
@@ -303,6 +330,7 @@ async fn serve(up: Up) -> anyhow::Result<()> {
     let config = Config {
         limits: up.limits.into(),
         front_door: up.front_door.into(),
+        compile: up.compile.into(),
         state_dir: up.state_dir,
         hostname: up.hostname,
         address,

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -27,7 +27,7 @@ pub use body::ResponseBody;
 pub use outcome::ExecutionError;
 use outcome::{classify, setup_error};
 
-use crate::config::Limits;
+use crate::config::{CompileBudget, Limits};
 use crate::engine::Engine;
 use filesystem::TmpFiles;
 use limiter::MemoryLimiter;
@@ -36,10 +36,13 @@ use quota::TmpQuota;
 
 /// Compiles a Micro's component, links it against the Micro world and pre-instantiates it: all
 /// the per-Micro work, done once at load (and all that `micros check` needs to prove).
-pub(crate) fn prepare(engine: &Engine, name: &str, path: &Path) -> anyhow::Result<ProxyPre<Host>> {
-    let component = Component::from_file(engine.wasmtime(), path)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("failed to compile micro `{name}` from `{}`", path.display()))?;
+pub(crate) fn prepare(
+    engine: &Engine,
+    name: &str,
+    path: &Path,
+    budget: &CompileBudget,
+) -> anyhow::Result<ProxyPre<Host>> {
+    let component = engine.compile(name, path, budget)?;
     let mut linker = Linker::<Host>::new(engine.wasmtime());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)

@@ -345,3 +345,45 @@ async fn a_command_component_is_not_a_micro() {
     assert_eq!(code, 1);
     assert!(stderr.ends_with(expected), "{stderr}");
 }
+
+/// Compiling is budgeted: the defaults let every guest through (every other test), and a
+/// component over the operator's budget of time or memory is refused at load, naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn compile_budget_obeyed_and_violated() {
+    let (dir, _) = write_app(&[micro("web", guests::BIG).primary()]);
+    let app = dir.path().to_str().unwrap();
+    let component = dir.path().join("web/micro.wasm");
+    let (code, stderr) = run(&["check", app, "--compile-timeout", "60s"]).await;
+    assert_eq!(
+        (code, stderr.as_str()),
+        (0, "ok: 1 Micro(s) valid and compiled\n")
+    );
+    let (code, stderr) = run(&["check", app, "--compile-timeout", "1ms"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        format!(
+            "error: micro `web`: compiling `{}` took longer than the budget of 1ms; raise it with \
+             --compile-timeout if the component is trusted\n",
+            component.display()
+        )
+    );
+    let (code, stderr) = run(&[
+        "up",
+        app,
+        "--listen",
+        "127.0.0.1:0",
+        "--compile-memory",
+        "1B",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.ends_with(&format!(
+            "error: micro `web`: compiling `{}` took more than the budget of 1 bytes of memory; \
+             raise it with --compile-memory if the component is trusted\n",
+            component.display()
+        )),
+        "{stderr}"
+    );
+}
