@@ -72,6 +72,18 @@ pub fn components() -> Vec<(&'static str, String)> {
                 "",
             ),
         ),
+        // A start function that grows memory to 4 GiB, and traps when refused: the memory limit
+        // holds during instantiation too.
+        (
+            "growing_start",
+            handler(
+                &module(
+                    "(memory 1) (func $grow (if (i32.eq (memory.grow (i32.const 65536)) \
+                     (i32.const -1)) (then unreachable))) (start $grow)",
+                ),
+                "",
+            ),
+        ),
         // Imports an interface the runtime does not provide: refused at load.
         (
             "unknown_import",

@@ -387,3 +387,37 @@ async fn compile_budget_obeyed_and_violated() {
         "{stderr}"
     );
 }
+
+/// The `/tmp` flags reach the sandbox, and each refusal is logged with its `error.type`, in the
+/// request's span.
+#[tokio::test(flavor = "multi_thread")]
+async fn tmp_flags_apply_and_refusals_are_logged() {
+    let (dir, _) = write_app(&[micro("web", guests::TMPFILL).primary()]);
+    let app = dir.path().to_str().unwrap();
+    let up = up(&[app, "--tmp-limit", "8KiB", "--tmp-entries", "2"]).await;
+    let reply = get(up.addr, "/rawfill?name=a&bytes=16384").await;
+    assert_eq!(reply.text(), "wrote 8192: insufficient-space");
+    let request_id = reply.header("x-request-id").unwrap().to_string();
+    assert_eq!(
+        get(up.addr, "/count?prefix=f&n=5").await.text(),
+        "made 1: StorageFull"
+    );
+    assert_eq!(
+        get(up.addr, "/symlink?target=/etc&name=l").await.text(),
+        "not-permitted"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stderr = up.stderr.lock().unwrap().join("\n");
+    let full = stderr
+        .lines()
+        .find(|l| l.contains("/tmp is full: 8192 bytes of file data"))
+        .unwrap_or_else(|| panic!("no refusal logged in:\n{stderr}"));
+    assert!(full.contains("error.type=\"tmp_full\""), "{full}");
+    assert!(full.contains(&format!("request_id={request_id}")), "{full}");
+    assert!(
+        stderr.contains("/tmp is full: 2 files, folders and links"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error.type=\"tmp_symlink\""), "{stderr}");
+    assert!(terminate(up).await.success());
+}

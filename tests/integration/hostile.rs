@@ -69,6 +69,42 @@ async fn a_start_function_that_never_returns_is_stopped() {
     assert_healthy(&server).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_looping_start_stops_when_its_client_goes_away() {
+    // One slot: if the abandoned instantiation ran on to its 2 s limit, the next request would
+    // find the slot taken (503) instead of getting its own turn (504 after 2 s).
+    let limits = Limits {
+        execution_time: std::time::Duration::from_secs(2),
+        max_in_flight: 1,
+        ..Limits::default()
+    };
+    let server = limited(guests::LOOPING_START, limits).await;
+    let gone = crate::support::raw(
+        server.addr,
+        b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+        std::time::Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(gone, "", "no answer within 300 ms");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_error(
+        &server.get("/").await,
+        504,
+        "micro `web`: execution time limit of 2s exceeded\n",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_memory_limit_holds_during_instantiation() {
+    let server = limited(guests::GROWING_START, Limits::default()).await;
+    assert_error(
+        &server.get("/").await,
+        500,
+        "micro `web`: memory limit of 536870912 bytes exceeded\n",
+    );
+    assert_healthy(&server).await;
+}
+
 #[test]
 fn an_import_the_runtime_lacks_is_refused_at_load() {
     let (_dir, manifest) = write_app(&[micro("web", guests::UNKNOWN_IMPORT).primary()]);
