@@ -224,10 +224,17 @@ fn tmp_dir(host: &mut Host, fd: &Fd) -> Option<Arc<TmpQuota>> {
 }
 
 async fn write(host: &mut Host, fd: Fd, buf: Vec<u8>, offset: u64) -> FsResult<u64> {
-    if let Some(file) = host.tmp.open.get(&fd.rep()) {
-        file.write_at(offset, buf.len() as u64).map_err(full)?;
-    }
-    HostDescriptor::write(&mut host.filesystem(), fd, buf, offset).await
+    let Some(file) = host.tmp.open.remove(&fd.rep()) else {
+        return HostDescriptor::write(&mut host.filesystem(), fd, buf, offset).await;
+    };
+    // Held out of the map while the write runs (the store is busy with this call meanwhile).
+    let rep = fd.rep();
+    let written = match file.begin_write(offset, buf.len() as u64) {
+        Ok(_writing) => HostDescriptor::write(&mut host.filesystem(), fd, buf, offset).await,
+        Err(error) => Err(full(error)),
+    };
+    host.tmp.open.insert(rep, file);
+    written
 }
 
 fn write_via_stream(
@@ -243,7 +250,7 @@ fn write_via_stream(
     let Some(file) = host.tmp.open.get(&rep) else {
         return Ok(stream);
     };
-    let file = file.another();
+    let file = file.stream();
     let inner = host.table.delete(stream)?;
     let guarded: DynOutputStream = Box::new(QuotaStream {
         inner,

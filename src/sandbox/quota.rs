@@ -12,8 +12,11 @@
 //! - entries: files, folders and links, each costing an inode whatever its size.
 //!
 //! A growth is reserved before the write runs and refused whole if it would pass the limit, so
-//! nothing is written past it. When the last handle of a file closes its count is reconciled with
-//! its real size (a failed or short write may have reserved more than it wrote).
+//! nothing is written past it. A shrink (truncation) gives bytes back at once only if no write to
+//! the file may be in flight: a write stream's write lands after the call that made it returns, so
+//! while a stream is open, or a write is running, bytes freed by a truncation stay counted (the
+//! write landing after it would re-grow the file unseen). When the last handle of a file closes,
+//! no write is in flight and its count is reconciled with its real size.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -78,6 +81,8 @@ struct Counted {
     bytes: u64,
     /// Open descriptors and streams.
     opens: u32,
+    /// Open write streams and running descriptor writes: writes that may land later.
+    writers: u32,
     /// Whether a name still points at it.
     linked: bool,
 }
@@ -170,6 +175,7 @@ impl TmpQuota {
                     Counted {
                         bytes,
                         opens: 1,
+                        writers: 0,
                         linked: true,
                     },
                 );
@@ -179,6 +185,7 @@ impl TmpQuota {
             quota: Arc::clone(self),
             key,
             file,
+            writer: false,
         })
     }
 
@@ -198,6 +205,7 @@ impl TmpQuota {
         // An open handle always has its file in the books; if not, refuse rather than not count.
         let counted = files.get_mut(&key).ok_or(full)?;
         let new = new(counted.bytes).ok_or(full)?;
+        let shrink = shrink && counted.writers == 0;
         if new < counted.bytes && !shrink || new == counted.bytes {
             return Ok(());
         }
@@ -217,6 +225,17 @@ pub(crate) struct OpenFile {
     quota: Arc<TmpQuota>,
     key: FileKey,
     file: Arc<File>,
+    /// Whether this handle is a write stream.
+    writer: bool,
+}
+
+/// A descriptor write running: while it lives, a truncation of the file gives nothing back.
+pub(crate) struct Writing<'a>(&'a OpenFile);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.add_writers(-1);
+    }
 }
 
 impl OpenFile {
@@ -224,6 +243,20 @@ impl OpenFile {
     pub(crate) fn write_at(&self, offset: u64, len: u64) -> Result<(), QuotaExceeded> {
         self.quota
             .resize(self.key, false, |_| offset.checked_add(len))
+    }
+
+    /// Counts a descriptor write of `len` bytes at `offset`, running until the guard drops.
+    pub(crate) fn begin_write(&self, offset: u64, len: u64) -> Result<Writing<'_>, QuotaExceeded> {
+        self.write_at(offset, len)?;
+        self.add_writers(1);
+        Ok(Writing(self))
+    }
+
+    fn add_writers(&self, delta: i32) {
+        let mut book = self.quota.book();
+        if let Some(counted) = book.files.get_mut(&self.key) {
+            counted.writers = counted.writers.saturating_add_signed(delta);
+        }
     }
 
     /// Counts a write of `len` bytes at the end of the file.
@@ -237,16 +270,18 @@ impl OpenFile {
         self.quota.resize(self.key, true, |_| Some(size))
     }
 
-    /// Another handle of the same file (a stream made from a descriptor).
-    pub(crate) fn another(&self) -> OpenFile {
+    /// A write stream on the same file, made from this descriptor.
+    pub(crate) fn stream(&self) -> OpenFile {
         let mut book = self.quota.book();
         if let Some(counted) = book.files.get_mut(&self.key) {
             counted.opens += 1;
+            counted.writers += 1;
         }
         OpenFile {
             quota: Arc::clone(&self.quota),
             key: self.key,
             file: Arc::clone(&self.file),
+            writer: true,
         }
     }
 }
@@ -258,7 +293,10 @@ impl Drop for OpenFile {
         let Some(counted) = files.get_mut(&self.key) else {
             return;
         };
-        counted.opens -= 1;
+        counted.opens = counted.opens.saturating_sub(1);
+        if self.writer {
+            counted.writers = counted.writers.saturating_sub(1);
+        }
         if counted.opens > 0 {
             return;
         }
@@ -358,11 +396,30 @@ mod tests {
         let quota = quota(dir.path(), 1000, 10);
         let file = open(&quota, dir.path(), "f", (1, 1));
         file.write_at(0, 500).unwrap();
-        let stream = file.another();
+        let stream = file.stream();
         drop(file);
         quota.unlinked((1, 1), 0);
         assert_eq!(quota.usage().bytes, 500, "a stream still holds it");
         drop(stream);
+        assert_eq!(quota.usage().bytes, 0);
+    }
+
+    #[test]
+    fn a_truncation_gives_back_only_when_no_write_may_be_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let quota = quota(dir.path(), 1000, 10);
+        let file = open(&quota, dir.path(), "f", (1, 1));
+        file.write_at(0, 600).unwrap();
+        let stream = file.stream();
+        file.set_size(0).unwrap();
+        assert_eq!(quota.usage().bytes, 600, "a stream's write may still land");
+        drop(stream);
+        {
+            let _writing = file.begin_write(0, 600).unwrap();
+            file.set_size(0).unwrap();
+            assert_eq!(quota.usage().bytes, 600, "a descriptor write is running");
+        }
+        file.set_size(0).unwrap();
         assert_eq!(quota.usage().bytes, 0);
     }
 
