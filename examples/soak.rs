@@ -115,6 +115,16 @@ async fn main() -> anyhow::Result<()> {
     for addr in &addrs {
         healthy &= request(*addr, "GET", "/").await == "200";
     }
+    let mut unexpected = Vec::new();
+    for runtime in &runtimes {
+        unexpected.extend(
+            runtime
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        );
+    }
     drop(runtimes);
 
     let outcomes = outcomes.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -148,7 +158,14 @@ async fn main() -> anyhow::Result<()> {
         if flat { "flat" } else { "GREW" },
         if healthy { "healthy" } else { "NOT ANSWERING" }
     );
-    anyhow::ensure!(flat && healthy, "the soak failed");
+    println!(
+        "errors or panics logged by the runtimes: {}",
+        unexpected.len()
+    );
+    for line in unexpected.iter().take(20) {
+        println!("  {line}");
+    }
+    anyhow::ensure!(flat && healthy && unexpected.is_empty(), "the soak failed");
     Ok(())
 }
 
@@ -214,6 +231,8 @@ struct Runtime {
     _child: tokio::process::Child,
     pid: u32,
     addr: SocketAddr,
+    /// What it logged above a warning.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 /// Starts `micros up` on a soak app of these Micros and waits until it answers.
@@ -224,7 +243,7 @@ async fn start(binary: &str, micros: &[(&str, &str, &str)]) -> anyhow::Result<Ru
         .arg(app.path())
         .args(["--listen", "127.0.0.1:0", "--timeout", "2s"])
         .args(["--memory-limit", "64MiB", "--tmp-limit", "64MiB"])
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -238,7 +257,17 @@ async fn start(binary: &str, micros: &[(&str, &str, &str)]) -> anyhow::Result<Ru
         .strip_prefix("micros listening on http://")
         .ok_or_else(|| anyhow::anyhow!("unexpected first line: {first}"))?
         .parse()?;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Warnings name every failed execution (most of the mix fails on purpose); errors and
+    // panics of the runtime itself must not happen.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(" ERROR ") || line.contains("panicked at") {
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        }
+    });
     let ready = Instant::now() + Duration::from_secs(120);
     while request(addr, "GET", "/").await != "200" {
         anyhow::ensure!(Instant::now() < ready, "the app did not come up");
@@ -249,6 +278,7 @@ async fn start(binary: &str, micros: &[(&str, &str, &str)]) -> anyhow::Result<Ru
         _child: child,
         pid,
         addr,
+        log,
     })
 }
 
