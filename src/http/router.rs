@@ -51,6 +51,11 @@ impl Router {
     /// everything else reaches the primary unchanged.
     pub fn route(&self, uri: &Uri) -> Route {
         let path = uri.path();
+        if !path.starts_with('/') {
+            // `*` (OPTIONS) and authority-form (CONNECT) targets name no resource: the primary
+            // sees `/`, so that every guest can rely on a path that starts with a slash.
+            return Route::Micro(self.primary, Uri::from_static("/"));
+        }
         let rest = path.strip_prefix('/').unwrap_or(path);
         let segment = rest.split('/').next().unwrap_or("");
         let (index, uri) = match self.routes.iter().find(|(route, _)| route == segment) {
@@ -137,5 +142,7 @@ mod tests {
         assert_eq!(route("/apix"), Route::Micro(0, "/apix".parse().unwrap()));
         assert_eq!(route("/api/__space/v0"), Route::Reserved(1));
         assert_eq!(route("/__space"), Route::Reserved(0));
+        assert_eq!(route("*"), Route::Micro(0, "/".parse().unwrap()));
+        assert_eq!(route("example.com:443"), Route::Micro(0, "/".parse().unwrap()));
     }
 }
