@@ -143,6 +143,9 @@ mod tests {
         assert_eq!(route("/api/__space/v0"), Route::Reserved(1));
         assert_eq!(route("/__space"), Route::Reserved(0));
         assert_eq!(route("*"), Route::Micro(0, "/".parse().unwrap()));
-        assert_eq!(route("example.com:443"), Route::Micro(0, "/".parse().unwrap()));
+        assert_eq!(
+            route("example.com:443"),
+            Route::Micro(0, "/".parse().unwrap())
+        );
     }
 }

@@ -468,7 +468,9 @@ async fn rename_at(host: &mut Host, fd: Fd, old: String, new_fd: Fd, new: String
     Ok(())
 }
 
-/// A stream writing a file under `/tmp`: each write is counted before it is passed on.
+/// A stream writing a file under `/tmp`: each write is counted before it is passed on. Only
+/// `write` counts: `write-zeroes`, the blocking writes and splices reach it through the trait's
+/// default methods, so none of those is overridden here (a test writes by each path).
 struct QuotaStream {
     inner: DynOutputStream,
     file: OpenFile,

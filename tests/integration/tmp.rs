@@ -11,7 +11,8 @@ use crate::support::{Server, micro, serve_with};
 
 const MIB: u64 = 1024 * 1024;
 
-/// The `tmpfill` guest as the primary Micro, beside a benign one, with a small `/tmp`.
+/// The `tmpfill` guest as the primary Micro (with 2 MiB of zeros bundled to splice from),
+/// beside a benign one, with a small `/tmp`.
 async fn tmpfill(bytes: u64, entries: u64) -> Server {
     let limits = Limits {
         tmp_bytes: bytes,
@@ -20,7 +21,9 @@ async fn tmpfill(bytes: u64, entries: u64) -> Server {
     };
     serve_with(
         &[
-            micro("web", guests::TMPFILL).primary(),
+            micro("web", guests::TMPFILL)
+                .primary()
+                .file("zeros.bin", &[0; 2 << 20]),
             micro("hello", guests::HELLO).path("/hello"),
         ],
         limits,
@@ -115,6 +118,32 @@ async fn tmp_bytes_violated() {
     .await;
     assert_eq!(disk_bytes(&server.tmp_dir("web")), MIB);
     assert_eq!(server.get("/hello/").await.text(), "hello from micros\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tmp_every_way_to_write_a_stream_is_counted() {
+    let server = tmpfill(MIB, 100).await;
+    steps(
+        &server,
+        &[
+            (
+                "/rawfill?name=a&bytes=2000000",
+                "wrote 1048576: insufficient-space",
+            ),
+            ("/rm?name=a", "ok"),
+            (
+                "/rawfill?name=a&bytes=2000000&how=zeroes",
+                "wrote 1048576: insufficient-space",
+            ),
+            ("/rm?name=a", "ok"),
+            (
+                "/rawfill?name=a&bytes=2000000&how=splice",
+                "wrote 1048576: insufficient-space",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(disk_bytes(&server.tmp_dir("web")), MIB);
 }
 
 #[tokio::test(flavor = "multi_thread")]

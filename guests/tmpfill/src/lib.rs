@@ -31,13 +31,18 @@ fn fill(file: &mut File, bytes: u64) -> String {
     format!("wrote {written}: {}", kind(file.flush()))
 }
 
-/// `/tmp` as the raw WASI descriptor, for calls std does not offer (pwrite, symlinks).
-fn tmp_dir() -> Descriptor {
+/// A preopened folder as the raw WASI descriptor, for calls std does not offer (pwrite,
+/// symlinks, splices).
+fn preopen(name: &str) -> Descriptor {
     wasip2::filesystem::preopens::get_directories()
         .into_iter()
-        .find(|(_, path)| path == "/tmp")
-        .expect("/tmp is preopened")
+        .find(|(_, path)| path == name)
+        .expect("the folder is preopened")
         .0
+}
+
+fn tmp_dir() -> Descriptor {
+    preopen("/tmp")
 }
 
 fn code<T>(result: Result<T, wasip2::filesystem::types::ErrorCode>) -> String {
@@ -45,6 +50,20 @@ fn code<T>(result: Result<T, wasip2::filesystem::types::ErrorCode>) -> String {
         Ok(_) => "ok".into(),
         Err(e) => e.name().into(),
     }
+}
+
+/// The non-blocking `write-zeroes` (the blocking one is a plain write on the host): waits for
+/// room, writes `len` zeroes, flushes.
+fn write_zeroes(
+    stream: &wasip2::io::streams::OutputStream,
+    len: u64,
+) -> Result<(), wasip2::io::streams::StreamError> {
+    let ready = stream.subscribe();
+    while stream.check_write()? < len {
+        ready.block();
+    }
+    stream.write_zeroes(len)?;
+    stream.blocking_flush()
 }
 
 fn tmp(name: &str) -> String {
@@ -119,7 +138,9 @@ impl wasip2::exports::http::incoming_handler::Guest for TmpFill {
                 let closed = kind(std::fs::write(tmp("second"), vec![b'y'; bytes as usize]));
                 format!("{wrote}; unlink: {unlinked}; while open: {open}; after close: {closed}")
             }
-            // Like `/fill`, with raw WASI calls in 4 KiB writes: the error code the host gave.
+            // Like `/fill`, with raw WASI calls in 4 KiB steps: the error code the host gave.
+            // `how` is how each step writes: `write` (default), `zeroes` (the non-blocking write-zeroes), or
+            // `splice` (from the bundled `/zeros.bin`, read through a stream).
             "/rawfill" => {
                 let flags = DescriptorFlags::WRITE;
                 let opened = tmp_dir().open_at(PathFlags::empty(), &q("name"), OpenFlags::CREATE, flags);
@@ -127,12 +148,24 @@ impl wasip2::exports::http::incoming_handler::Guest for TmpFill {
                     Ok(stream) => stream,
                     Err(e) => return kit::text(out, &format!("open: {}", e.name())),
                 };
+                let source = (q("how") == "splice").then(|| {
+                    let zeros = preopen("/")
+                        .open_at(PathFlags::empty(), "zeros.bin", OpenFlags::empty(), DescriptorFlags::READ)
+                        .expect("the bundled zeros.bin");
+                    zeros.read_via_stream(0).expect("a read stream")
+                });
                 let chunk = vec![b'x'; 4096];
                 let mut written = 0u64;
                 loop {
                     if written >= n("bytes") { break format!("wrote {written}: ok"); }
-                    match stream.blocking_write_and_flush(&chunk) {
-                        Ok(()) => written += 4096,
+                    let step = match (q("how").as_str(), &source) {
+                        ("zeroes", _) => write_zeroes(&stream, 4096).map(|()| 4096),
+                        (_, Some(source)) => stream.blocking_splice(source, 4096),
+                        _ => stream.blocking_write_and_flush(&chunk).map(|()| 4096),
+                    };
+                    match step {
+                        Ok(0) => break format!("wrote {written}: source ended"),
+                        Ok(n) => written += n,
                         Err(wasip2::io::streams::StreamError::LastOperationFailed(e)) => {
                             let code = wasip2::filesystem::types::filesystem_error_code(&e);
                             break format!("wrote {written}: {}", code.map_or("unknown", |c| c.name()));
