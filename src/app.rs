@@ -100,6 +100,10 @@ impl App {
                     .with_context(|| format!("micro `{name}`: cannot open its `src`"))?,
                 tmp: state.tmp(name, config.keep_tmp)?,
                 limits: config.limits.clone(),
+                outbound: crate::outbound::OutboundPolicy::new(
+                    &config.outbound,
+                    micro.allowed_outbound_hosts.clone(),
+                ),
             };
             micros.push(Sandbox::new(&engine, pre, spec)?);
         }

@@ -176,6 +176,8 @@ pub struct Config {
     pub front_door: FrontDoor,
     /// What compiling each component may cost.
     pub compile: CompileBudget,
+    /// Where Micros may send outbound HTTP beyond the public internet, and its limits.
+    pub outbound: crate::outbound::OutboundConfig,
     /// Where keys and `/tmp` folders live; default `.micros/` beside the manifest.
     pub state_dir: Option<PathBuf>,
     /// `DETA_SPACE_APP_HOSTNAME`; default the address the app is served at.
@@ -197,6 +199,7 @@ impl Default for Config {
             limits: Limits::default(),
             front_door: FrontDoor::default(),
             compile: CompileBudget::default(),
+            outbound: crate::outbound::OutboundConfig::default(),
             state_dir: None,
             hostname: None,
             address: SocketAddr::from(([127, 0, 0, 1], 4200)),

@@ -19,6 +19,7 @@ pub mod config;
 mod engine;
 mod http;
 pub mod manifest;
+pub mod outbound;
 mod sandbox;
 pub mod state;
 
@@ -28,4 +29,5 @@ pub use builder::build;
 pub use config::{CompileBudget, Config, EnvSetting, FrontDoor, Limits};
 pub use http::{REQUEST_ID_HEADER, Route, Router, serve};
 pub use manifest::{Manifest, ManifestError};
+pub use outbound::{AllowOutbound, OutboundConfig};
 pub use sandbox::{ExecutionError, ResponseBody};

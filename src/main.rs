@@ -64,6 +64,8 @@ struct Trigger {
     limits: LimitArgs,
     #[command(flatten)]
     compile: CompileArgs,
+    #[command(flatten)]
+    outbound: OutboundArgs,
 }
 
 #[derive(Args)]
@@ -95,6 +97,37 @@ struct Up {
     front_door: FrontDoorArgs,
     #[command(flatten)]
     compile: CompileArgs,
+    #[command(flatten)]
+    outbound: OutboundArgs,
+}
+
+/// Where Micros may send outbound HTTP beyond the public internet, and its limits.
+#[derive(Args)]
+struct OutboundArgs {
+    /// Also allow outbound HTTP to a network or host (loopback, private... are closed by
+    /// default): `10.0.0.0/8`, `127.0.0.1`, `api.internal`. Repeatable.
+    #[arg(long = "allow-outbound", value_name = "CIDR|HOST")]
+    allow: Vec<micros::AllowOutbound>,
+    /// Time to resolve, connect and shake hands with an outbound destination.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = micros::config::parse_duration)]
+    outbound_connect_timeout: Duration,
+    /// Time from an outbound request to its response head.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = micros::config::parse_duration)]
+    outbound_first_byte_timeout: Duration,
+    /// Outbound requests one execution may have open at once.
+    #[arg(long, value_name = "N", default_value_t = micros::outbound::DEFAULT_MAX_OUTBOUND)]
+    max_outbound: usize,
+}
+
+impl From<OutboundArgs> for micros::OutboundConfig {
+    fn from(args: OutboundArgs) -> Self {
+        micros::OutboundConfig {
+            allow: args.allow,
+            connect_timeout: args.outbound_connect_timeout,
+            first_byte_timeout: args.outbound_first_byte_timeout,
+            max_concurrent: args.max_outbound,
+        }
+    }
 }
 
 /// What compiling one component at load may cost before it is refused.
@@ -253,6 +286,7 @@ async fn run_trigger(trigger: Trigger) -> anyhow::Result<()> {
     let config = Config {
         limits: trigger.limits.into(),
         compile: trigger.compile.into(),
+        outbound: trigger.outbound.into(),
         state_dir: trigger.state_dir,
         env: trigger.env,
         // A one-off run must not empty the /tmp of an instance serving the same app.
@@ -331,6 +365,7 @@ async fn serve(up: Up) -> anyhow::Result<()> {
         limits: up.limits.into(),
         front_door: up.front_door.into(),
         compile: up.compile.into(),
+        outbound: up.outbound.into(),
         state_dir: up.state_dir,
         hostname: up.hostname,
         address,

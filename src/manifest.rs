@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use fields::{ActionId, EnvName, Interval, MicroName, MicroPath, RoutePattern};
+pub use fields::{ActionId, EnvName, Interval, MicroName, MicroPath, OutboundHost, RoutePattern};
 
 /// The manifest's file name inside an app folder.
 pub const MANIFEST_FILE: &str = "Spacefile.toml";
@@ -104,6 +104,11 @@ pub struct Micro {
     /// `public_routes = ["/public/*"]`: routes open without a key (enforced by a later release).
     #[serde(default)]
     pub public_routes: Vec<RoutePattern>,
+    /// `allowed_outbound_hosts = ["https://api.example.com"]`: the only destinations this Micro
+    /// may reach with outbound HTTP; absent, any public one. It narrows, never widens: private
+    /// addresses stay closed unless the operator opens them.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Option<Vec<OutboundHost>>,
     /// `[micros.presets]`: variables the operator may set.
     #[serde(default)]
     pub presets: Presets,

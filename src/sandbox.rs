@@ -29,6 +29,7 @@ use outcome::{classify, setup_error};
 
 use crate::config::{CompileBudget, Limits};
 use crate::engine::Engine;
+use crate::outbound::{OutboundHooks, OutboundPolicy};
 use filesystem::TmpFiles;
 use limiter::MemoryLimiter;
 use output::GuestOutput;
@@ -72,6 +73,7 @@ pub(crate) struct Host {
     http: WasiHttpCtx,
     limiter: MemoryLimiter,
     tmp: TmpFiles,
+    outbound: OutboundHooks,
 }
 
 impl WasiView for Host {
@@ -88,7 +90,7 @@ impl WasiHttpView for Host {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -102,6 +104,8 @@ pub(crate) struct Sandbox {
     env: Vec<(String, String)>,
     root: PathBuf,
     tmp: PathBuf,
+    /// Where this Micro's outbound HTTP may go.
+    outbound: Arc<OutboundPolicy>,
     /// The books of `tmp`, shared by every execution of this Micro.
     tmp_quota: Arc<TmpQuota>,
     limits: Limits,
@@ -116,6 +120,7 @@ pub(crate) struct SandboxSpec {
     pub root: PathBuf,
     pub tmp: PathBuf,
     pub limits: Limits,
+    pub outbound: OutboundPolicy,
 }
 
 impl Sandbox {
@@ -135,6 +140,7 @@ impl Sandbox {
             root: spec.root,
             tmp: spec.tmp,
             tmp_quota: Arc::new(tmp_quota),
+            outbound: Arc::new(spec.outbound),
             in_flight: Arc::new(Semaphore::new(spec.limits.max_in_flight)),
             limits: spec.limits,
         })
@@ -196,6 +202,7 @@ impl Sandbox {
             http: WasiHttpCtx::new(),
             limiter: MemoryLimiter::new(&self.limits),
             tmp: TmpFiles::new(Arc::clone(&self.tmp_quota)),
+            outbound: OutboundHooks::new(Arc::clone(&self.outbound)),
         };
         let mut store = Store::new(self.engine.wasmtime(), host);
         store.limiter(|host| &mut host.limiter);

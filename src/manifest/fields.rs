@@ -248,9 +248,118 @@ impl TryFrom<i64> for Version {
     }
 }
 
+/// `allowed_outbound_hosts = ["https://api.example.com", "https://*.example.org:8443"]`: a
+/// destination a Micro may reach: a scheme (`http` or `https`), a host name (a leading `*.`
+/// matches any subdomain) or IP address, and a port (default: the scheme's).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OutboundHost {
+    https: bool,
+    /// The host, lowercase; `*.example.org` kept with its star.
+    host: String,
+    port: u16,
+}
+
+impl TryFrom<String> for OutboundHost {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let wrong = |why: &str| {
+            format!(
+                "`{value}` {why}; write `https://host`, `https://host:port` or `https://*.domain`"
+            )
+        };
+        let (https, rest) = if let Some(rest) = value.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = value.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(wrong("has no `http://` or `https://`"));
+        };
+        if rest.contains(['/', '?', '#', '@']) {
+            return Err(wrong("has more than a scheme, a host and a port"));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
+                let port = port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| wrong("has a port that is not a number from 1 to 65535"))?;
+                (host, port)
+            }
+            _ => (rest, if https { 443 } else { 80 }),
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let name = host.strip_prefix("*.").unwrap_or(&host);
+        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+        let is_name = !name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !is_ip && !is_name {
+            return Err(wrong("has no valid host"));
+        }
+        Ok(Self { https, host, port })
+    }
+}
+
+impl OutboundHost {
+    /// Whether a request to `host:port` (`https` or not) is one this entry allows.
+    pub fn matches(&self, https: bool, host: &str, port: u16) -> bool {
+        if self.https != https || self.port != port {
+            return false;
+        }
+        match self.host.strip_prefix("*.") {
+            Some(domain) => host
+                .strip_suffix(domain)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => self.host == host,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outbound_hosts() {
+        let host = |s: &str| OutboundHost::try_from(s.to_string());
+        let api = host("https://api.example.com").unwrap();
+        assert!(api.matches(true, "api.example.com", 443));
+        assert!(!api.matches(false, "api.example.com", 443));
+        assert!(!api.matches(true, "api.example.com", 8443));
+        let any = host("https://*.example.org:8443").unwrap();
+        assert!(any.matches(true, "a.example.org", 8443));
+        assert!(any.matches(true, "a.b.example.org", 8443));
+        assert!(!any.matches(true, "example.org", 8443));
+        assert!(!any.matches(true, "badexample.org", 8443));
+        assert!(
+            host("http://127.0.0.1:8080")
+                .unwrap()
+                .matches(false, "127.0.0.1", 8080)
+        );
+        assert!(
+            host("http://[::1]:8080")
+                .unwrap()
+                .matches(false, "::1", 8080)
+        );
+        for bad in [
+            "api.example.com",
+            "ftp://x",
+            "https://x/path",
+            "https://x:0",
+            "https://",
+            "https://a..b",
+        ] {
+            assert!(host(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn micro_names() {

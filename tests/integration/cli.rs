@@ -421,3 +421,38 @@ async fn tmp_flags_apply_and_refusals_are_logged() {
     assert!(stderr.contains("error.type=\"tmp_symlink\""), "{stderr}");
     assert!(terminate(up).await.success());
 }
+
+/// An outbound request that is denied is logged with the rule that denied it, in the request's
+/// span; a bad `--allow-outbound` is refused naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_denials_are_logged_with_their_rule() {
+    let (dir, _) = write_app(&[micro("web", guests::FETCH).primary()]);
+    let app = dir.path().to_str().unwrap();
+    let up = up(&[app]).await;
+    let reply = get(up.addr, "/?url=http://127.0.0.1:9/").await;
+    assert_eq!(reply.text(), "error: DestinationIpProhibited");
+    let request_id = reply.header("x-request-id").unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stderr = up.stderr.lock().unwrap().join("\n");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("outbound request denied: loopback"))
+        .unwrap_or_else(|| panic!("no denial logged in:\n{stderr}"));
+    for field in [
+        "error.type=\"outbound_denied\"",
+        "rule=\"loopback\"",
+        "ip=127.0.0.1",
+        "micro=\"web\"",
+        &format!("request_id={request_id}"),
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    assert!(terminate(up).await.success());
+
+    let (code, stderr) = run(&["up", app, "--allow-outbound", "http://x"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("`http://x` is neither a network (10.0.0.0/8, 127.0.0.1), nor a host name"),
+        "{stderr}"
+    );
+}

@@ -10,6 +10,7 @@ mod front_door;
 mod hostile;
 mod limits;
 mod manifest;
+mod outbound;
 mod serving;
 mod support;
 mod tmp;
@@ -24,6 +25,7 @@ fn every_guest_has_a_test() {
         "hostile.rs",
         "limits.rs",
         "manifest.rs",
+        "outbound.rs",
         "serving.rs",
         "tmp.rs",
     ]
