@@ -135,6 +135,8 @@ pub struct FrontDoor {
     pub body_read_timeout: Duration,
     /// Connections served at once; further clients wait until one closes.
     pub max_connections: usize,
+    /// Proxies whose `X-Forwarded-For` and `Forwarded` are extended rather than replaced.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for FrontDoor {
@@ -145,6 +147,7 @@ impl Default for FrontDoor {
             max_headers: DEFAULT_MAX_HEADERS,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            trusted_proxies: Vec::new(),
         }
     }
 }

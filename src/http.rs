@@ -1,6 +1,7 @@
 //! HTTP in front of the Micros: the server, routing by path, request checks, and error responses.
 
 mod body;
+mod forwarded;
 mod router;
 mod server;
 mod status;
@@ -14,6 +15,7 @@ use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use rand::RngExt as _;
 use tracing::Instrument as _;
 
+pub use forwarded::ClientAddr;
 pub use router::{Route, Router};
 pub use server::serve;
 
@@ -135,6 +137,12 @@ impl App {
         }
         let (mut parts, body) = request.into_parts();
         parts.uri = uri;
+        let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        forwarded::apply(
+            &mut parts.headers,
+            peer,
+            &self.inner.front_door.trusted_proxies,
+        );
         if !parts.headers.contains_key(HOST)
             && let Ok(host) = HeaderValue::from_str(&self.inner.hostname)
         {

@@ -27,7 +27,7 @@ pub use actions::{ActionOverride, ActionReport};
 pub use app::App;
 pub use builder::build;
 pub use config::{CompileBudget, Config, EnvSetting, FrontDoor, Limits};
-pub use http::{REQUEST_ID_HEADER, Route, Router, serve};
+pub use http::{ClientAddr, REQUEST_ID_HEADER, Route, Router, serve};
 pub use manifest::{Manifest, ManifestError};
 pub use outbound::{AllowOutbound, OutboundConfig};
 pub use sandbox::{ExecutionError, ResponseBody};

@@ -168,6 +168,17 @@ struct FrontDoorArgs {
     /// Connections served at once; further clients wait until one closes.
     #[arg(long, value_name = "N", default_value_t = micros::config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// A proxy (network or address) whose X-Forwarded-For and Forwarded headers are trusted and
+    /// extended; from anyone else they are replaced. Repeatable.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net)]
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// `10.0.0.0/8`, or one address (`10.0.0.7`).
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is not a network (10.0.0.0/8) or an address (10.0.0.7)"))
 }
 
 impl From<FrontDoorArgs> for micros::FrontDoor {
@@ -178,6 +189,7 @@ impl From<FrontDoorArgs> for micros::FrontDoor {
             max_headers: args.max_headers,
             body_read_timeout: args.body_read_timeout,
             max_connections: args.max_connections,
+            trusted_proxies: args.trusted_proxies,
         }
     }
 }

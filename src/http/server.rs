@@ -75,8 +75,9 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let app = app.clone();
-        let service = service_fn(move |request| {
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let app = app.clone();
+            request.extensions_mut().insert(super::ClientAddr(peer));
             async move { Ok::<_, Infallible>(app.handle(request).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));

@@ -321,3 +321,44 @@ async fn sockets_are_denied() {
         tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
     assert!(accepted.is_err(), "the guest reached the host's listener");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guest_sees_who_called_and_nothing_forged() {
+    let request = |forwarded_for: &str| {
+        http::Request::get("/")
+            .header("x-forwarded-for", forwarded_for)
+            .header("forwarded", format!("for={forwarded_for}"))
+            .header("x-real-ip", forwarded_for)
+            .header("connection", "x-secret")
+            .header("x-secret", "1")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    // A client straight from the internet: what it claims is replaced by its address.
+    let server = serve(&[micro("web", guests::RECORDER).primary()]).await;
+    let seen = crate::support::send(server.addr, request("6.6.6.6"))
+        .await
+        .text();
+    assert!(seen.contains("\nx-forwarded-for: 127.0.0.1\n"), "{seen}");
+    assert!(seen.contains("\nforwarded: for=127.0.0.1\n"), "{seen}");
+    assert!(!seen.contains("6.6.6.6"), "{seen}");
+    // A header that `Connection` names is for this hop only.
+    assert!(!seen.contains("x-secret"), "{seen}");
+    // Behind a trusted proxy, the chain it sent is extended.
+    let server = crate::support::serve_config(&[micro("web", guests::RECORDER).primary()], |c| {
+        c.front_door.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let seen = crate::support::send(server.addr, request("203.0.113.7"))
+        .await
+        .text();
+    assert!(
+        seen.contains("\nx-forwarded-for: 203.0.113.7, 127.0.0.1\n"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("\nforwarded: for=203.0.113.7, for=127.0.0.1\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("\nx-real-ip: 203.0.113.7\n"), "{seen}");
+}

@@ -1,0 +1,145 @@
+//! Who called: the client's address for the guest in `X-Forwarded-For` and `Forwarded`
+//! (RFC 7239), trusted only from the operator's proxies, and hop-by-hop headers removed.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderMap;
+use http::header::{CONNECTION, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+/// The address of the peer a request came from; the server puts it in each request's extensions.
+/// An embedder calling [`crate::App::handle`] itself may set it too; without it, the request's
+/// forwarding headers are passed on as they are (the embedder is then the proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Headers that describe one hop, never meant to be passed on (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Forwarding headers a client could forge.
+const FORWARDING: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Rewrites a request's headers for the guest: hop-by-hop headers (and those `Connection`
+/// names) go; the peer is added to `X-Forwarded-For` and `Forwarded`, extending what a trusted
+/// proxy sent, replacing what anyone else sent.
+pub(crate) fn apply(headers: &mut HeaderMap, peer: Option<IpAddr>, trusted: &[IpNet]) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    let Some(peer) = peer else {
+        return;
+    };
+    if !trusted.iter().any(|net| net.contains(&peer)) {
+        for name in FORWARDING {
+            headers.remove(*name);
+        }
+    }
+    extend(headers, "x-forwarded-for", &peer.to_string());
+    let node = match peer {
+        IpAddr::V4(v4) => format!("for={v4}"),
+        IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+    };
+    extend(headers, "forwarded", &node);
+}
+
+/// Appends `value` to the comma-separated list in header `name`, merging repeated fields.
+fn extend(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    let mut list: Vec<String> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    list.push(value.to_string());
+    if let Ok(joined) = HeaderValue::from_str(&list.join(", ")) {
+        headers.insert(name, joined);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn an_untrusted_peer_replaces_what_it_claims() {
+        let mut map = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+        ]);
+        apply(&mut map, Some("203.0.113.9".parse().unwrap()), &[]);
+        assert_eq!(map["x-forwarded-for"], "203.0.113.9");
+        assert_eq!(map["forwarded"], "for=203.0.113.9");
+        assert!(!map.contains_key("x-real-ip"));
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_extended() {
+        let mut map = headers(&[
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-for", "198.51.100.2"),
+            ("forwarded", "for=198.51.100.1"),
+        ]);
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        apply(&mut map, Some("10.1.2.3".parse().unwrap()), &trusted);
+        assert_eq!(
+            map["x-forwarded-for"],
+            "198.51.100.1, 198.51.100.2, 10.1.2.3"
+        );
+        assert_eq!(map["forwarded"], "for=198.51.100.1, for=10.1.2.3");
+        let mut map = HeaderMap::new();
+        apply(&mut map, Some("2001:db8::1".parse().unwrap()), &trusted);
+        assert_eq!(map["forwarded"], "for=\"[2001:db8::1]\"");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("x-kept", "1"),
+        ]);
+        apply(&mut map, None, &[]);
+        let names: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+}
