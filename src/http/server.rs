@@ -28,7 +28,7 @@ impl Drop for AbortOnDrop {
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets in-flight
-/// requests finish (up to the execution limit plus [`SHUTDOWN_GRACE`]) and returns.
+/// requests finish (up to the execution limit plus 5 s of grace) and returns.
 pub async fn serve(
     app: App,
     listener: TcpListener,

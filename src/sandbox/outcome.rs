@@ -5,7 +5,8 @@ use wasmtime::component::ResourceTableError;
 
 use crate::config::Limits;
 
-/// Why an execution did not produce a complete response. [`crate::http`] maps each to a status.
+/// Why an execution did not produce a complete response. [`ExecutionError::status`] maps each
+/// to an HTTP status.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExecutionError {
     /// The request could not be read from the client (its body broke off, a header is not text).
