@@ -264,6 +264,15 @@ pub fn parse_bytes(s: &str) -> anyhow::Result<u64> {
     Ok(size.as_u64())
 }
 
+/// Parses a network such as `10.0.0.0/8`, or one address (`10.0.0.7`, as `10.0.0.7/32`).
+pub fn parse_net(s: &str) -> anyhow::Result<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            anyhow::anyhow!("`{s}` is not a network (10.0.0.0/8) or an address (10.0.0.7)")
+        })
+}
+
 /// Parses a duration such as `20s` or `500ms`.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     humantime::parse_duration(s)

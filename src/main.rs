@@ -170,15 +170,8 @@ struct FrontDoorArgs {
     max_connections: usize,
     /// A proxy (network or address) whose X-Forwarded-For and Forwarded headers are trusted and
     /// extended; from anyone else they are replaced. Repeatable.
-    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net)]
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = micros::config::parse_net)]
     trusted_proxies: Vec<ipnet::IpNet>,
-}
-
-/// `10.0.0.0/8`, or one address (`10.0.0.7`).
-fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
-    text.parse::<ipnet::IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| format!("`{text}` is not a network (10.0.0.0/8) or an address (10.0.0.7)"))
 }
 
 impl From<FrontDoorArgs> for micros::FrontDoor {

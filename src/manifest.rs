@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub(crate) use fields::is_host_name;
 pub use fields::{ActionId, EnvName, Interval, MicroName, MicroPath, OutboundHost, RoutePattern};
 
 /// The manifest's file name inside an app folder.

@@ -47,20 +47,10 @@ impl FromStr for AllowOutbound {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Ok(net) = s.parse::<IpNet>() {
+        if let Ok(net) = crate::config::parse_net(s) {
             return Ok(Self::Net(net));
         }
-        if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(Self::Net(IpNet::from(ip)));
-        }
-        let valid = !s.is_empty()
-            && s.len() <= 253
-            && s.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
-        if valid {
+        if crate::manifest::is_host_name(s) {
             Ok(Self::Host(s.to_ascii_lowercase()))
         } else {
             Err(format!(

@@ -248,6 +248,17 @@ impl TryFrom<i64> for Version {
     }
 }
 
+/// Whether `s` is a DNS host name: dot-separated labels of letters, digits and `-`.
+pub(crate) fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 /// `allowed_outbound_hosts = ["https://api.example.com", "https://*.example.org:8443"]`: a
 /// destination a Micro may reach: a scheme (`http` or `https`), a host name (a leading `*.`
 /// matches any subdomain) or IP address, and a port (default: the scheme's).
@@ -294,14 +305,7 @@ impl TryFrom<String> for OutboundHost {
             .trim_end_matches(']')
             .to_ascii_lowercase();
         let name = host.strip_prefix("*.").unwrap_or(&host);
-        let is_ip = host.parse::<std::net::IpAddr>().is_ok();
-        let is_name = !name.is_empty()
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
-        if !is_ip && !is_name {
+        if host.parse::<std::net::IpAddr>().is_err() && !is_host_name(name) {
             return Err(wrong("has no valid host"));
         }
         Ok(Self { https, host, port })

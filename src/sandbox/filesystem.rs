@@ -334,17 +334,26 @@ async fn open_at(
     }
 }
 
-async fn create_directory_at(host: &mut Host, fd: Fd, path: String) -> FsResult<()> {
-    let Some(quota) = tmp_dir(host, &fd) else {
-        return HostDescriptor::create_directory_at(&mut host.filesystem(), fd, path).await;
-    };
+/// Makes one new name (`make`, not yet started) under the quota: the entry is reserved first, and
+/// given back if the name is not made.
+async fn new_entry(quota: &TmpQuota, make: impl Future<Output = FsResult<()>>) -> FsResult<()> {
     let _names = quota.lock_names().await;
     quota.reserve_entry().map_err(full)?;
-    let made = HostDescriptor::create_directory_at(&mut host.filesystem(), fd, path).await;
+    let made = make.await;
     if made.is_err() {
         quota.release_entry();
     }
     made
+}
+
+async fn create_directory_at(host: &mut Host, fd: Fd, path: String) -> FsResult<()> {
+    let quota = tmp_dir(host, &fd);
+    let mut view = host.filesystem();
+    let make = HostDescriptor::create_directory_at(&mut view, fd, path);
+    match quota {
+        Some(quota) => new_entry(&quota, make).await,
+        None => make.await,
+    }
 }
 
 /// A symlink may only point down from where it is: an absolute target, or one that climbs with
@@ -364,13 +373,11 @@ async fn symlink_at(host: &mut Host, fd: Fd, target: String, path: String) -> Fs
         );
         return Err(ErrorCode::NotPermitted.into());
     }
-    let _names = quota.lock_names().await;
-    quota.reserve_entry().map_err(full)?;
-    let made = HostDescriptor::symlink_at(&mut host.filesystem(), fd, target, path).await;
-    if made.is_err() {
-        quota.release_entry();
-    }
-    made
+    new_entry(
+        &quota,
+        HostDescriptor::symlink_at(&mut host.filesystem(), fd, target, path),
+    )
+    .await
 }
 
 async fn link_at(
@@ -381,16 +388,13 @@ async fn link_at(
     new_fd: Fd,
     new: String,
 ) -> FsResult<()> {
-    let Some(quota) = tmp_dir(host, &new_fd) else {
-        return HostDescriptor::link_at(&mut host.filesystem(), fd, flags, old, new_fd, new).await;
-    };
-    let _names = quota.lock_names().await;
-    quota.reserve_entry().map_err(full)?;
-    let made = HostDescriptor::link_at(&mut host.filesystem(), fd, flags, old, new_fd, new).await;
-    if made.is_err() {
-        quota.release_entry();
+    let quota = tmp_dir(host, &new_fd);
+    let mut view = host.filesystem();
+    let make = HostDescriptor::link_at(&mut view, fd, flags, old, new_fd, new);
+    match quota {
+        Some(quota) => new_entry(&quota, make).await,
+        None => make.await,
     }
-    made
 }
 
 /// What a name points at, read before an operation removes or replaces it.
