@@ -11,7 +11,7 @@ fn bench(c: &mut Criterion) {
     std::fs::copy(micros_guests::HELLO, src.join("hello.wasm")).expect("copy hello");
     std::fs::write(
         dir.path().join("Spacefile.toml"),
-        "v = 1\n[[micros]]\nname = \"web\"\nsrc = \"web\"\ncomponent = \"hello.wasm\"\n",
+        "v = 1\n[[micros]]\nname = \"web\"\nsrc = \"web\"\ncomponent = \"hello.wasm\"\npublic = true\n",
     )
     .expect("manifest");
     let manifest = micros::Manifest::load(dir.path()).expect("manifest");

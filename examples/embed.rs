@@ -20,6 +20,11 @@ async fn main() -> anyhow::Result<()> {
         ..micros::Config::default()
     };
     let manifest = micros::Manifest::load(&app_dir)?;
+    // Private routes need the owner token: make one on the first start and show it once.
+    let state = micros::state::StateDir::open(config.state_dir_for(&manifest))?;
+    if let Some(token) = micros::Credentials::open(&state).ensure_owner_token()? {
+        eprintln!("owner token (shown once): {token}");
+    }
     let app = micros::App::load(manifest, &config)?;
     eprintln!("serving {app_dir} on http://{}", config.address);
     micros::serve(app, listener, async {

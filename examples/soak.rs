@@ -241,7 +241,7 @@ async fn start(binary: &str, micros: &[(&str, &str, &str)]) -> anyhow::Result<Ru
     let mut child = tokio::process::Command::new(binary)
         .arg("up")
         .arg(app.path())
-        .args(["--listen", "127.0.0.1:0", "--timeout", "2s"])
+        .args(["--listen", "127.0.0.1:0", "--timeout", "2s", "--no-auth"])
         .args(["--memory-limit", "64MiB", "--tmp-limit", "64MiB"])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

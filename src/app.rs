@@ -30,6 +30,12 @@ pub(crate) struct AppInner {
     pub(crate) actions: Vec<crate::actions::ActionInfo>,
     /// The front door's limits.
     pub(crate) front_door: crate::config::FrontDoor,
+    /// Whether credentials are checked.
+    pub(crate) auth: crate::auth::AuthMode,
+    /// The owner token and app keys.
+    pub(crate) credentials: crate::auth::Credentials,
+    /// Each Micro's access rule, in manifest order.
+    pub(crate) access: Vec<crate::auth::MicroAccess>,
 }
 
 impl App {
@@ -113,6 +119,24 @@ impl App {
             .position(|m| m.is_primary())
             .context("the app has no primary Micro")?;
         let router = crate::http::Router::new(&manifest);
+        let access = manifest
+            .micros
+            .iter()
+            .map(crate::auth::MicroAccess::new)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let credentials = crate::auth::Credentials::open(&state);
+        match config.auth {
+            crate::auth::AuthMode::Off => tracing::warn!(
+                "AUTHENTICATION IS OFF (--no-auth): every route of every Micro is open to anyone \
+                 who can reach {}; use this for local development only",
+                config.address
+            ),
+            crate::auth::AuthMode::Required if !credentials.has_owner_token() => tracing::warn!(
+                "no owner token yet: private routes are closed to everyone until one is made with \
+                 `micros owner-token --rotate`"
+            ),
+            crate::auth::AuthMode::Required => {}
+        }
         tracing::info!(
             app = manifest.app_name.as_deref().unwrap_or(""),
             micros = manifest.micros.len(),
@@ -127,6 +151,9 @@ impl App {
                 hostname,
                 actions,
                 front_door: config.front_door.clone(),
+                auth: config.auth,
+                credentials,
+                access,
             }),
         })
     }

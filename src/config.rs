@@ -191,6 +191,8 @@ pub struct Config {
     pub env: Vec<EnvSetting>,
     /// The operator's schedules for actions (`--action`).
     pub actions: Vec<ActionOverride>,
+    /// Whether routes are private unless the manifest opens them (the default), or all open.
+    pub auth: crate::auth::AuthMode,
     /// Keep what is in each Micro's `/tmp` instead of emptying it at load (for one-off runs,
     /// such as `micros trigger`, beside a running instance of the same app).
     pub keep_tmp: bool,
@@ -208,6 +210,7 @@ impl Default for Config {
             address: SocketAddr::from(([127, 0, 0, 1], 4200)),
             env: Vec::new(),
             actions: Vec::new(),
+            auth: crate::auth::AuthMode::Required,
             keep_tmp: false,
         }
     }

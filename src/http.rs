@@ -7,7 +7,9 @@ mod server;
 mod status;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, UPGRADE};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, UPGRADE, WWW_AUTHENTICATE,
+};
 use http::{Request, Response, Uri};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -16,6 +18,7 @@ use rand::RngExt as _;
 use tracing::Instrument as _;
 
 pub use forwarded::ClientAddr;
+pub(crate) use router::normalize_path;
 pub use router::{Route, Router};
 pub use server::serve;
 
@@ -51,11 +54,21 @@ impl App {
             method = %request.method(),
             path = %request.uri().path(),
             request_id = %request_id,
+            auth = tracing::field::Empty,
             status = tracing::field::Empty,
             duration_ms = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
         let result = match route {
+            Route::Reserved(_) if request.uri().path() == crate::auth::LOGIN_PATH => {
+                let secure = self.via_tls(&request);
+                Ok(crate::auth::login(request, &self.inner.credentials, secure)
+                    .instrument(span.clone())
+                    .await)
+            }
+            Route::Reserved(_) if request.uri().path() == crate::auth::LOGOUT_PATH => {
+                Ok(crate::auth::logout(self.via_tls(&request)))
+            }
             // Nobody outside may reach the runtime's namespace through a Micro, e.g. to fire an
             // action; with a prefix stripped (`/api/__space/...`) neither.
             Route::Reserved(_) => Err(ExecutionError::Reserved),
@@ -83,6 +96,12 @@ impl App {
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 );
+                if matches!(error, ExecutionError::Unauthorized) {
+                    response.headers_mut().insert(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"micros\""),
+                    );
+                }
                 if matches!(error, ExecutionError::Overloaded { .. }) {
                     response
                         .headers_mut()
@@ -97,17 +116,37 @@ impl App {
         response
     }
 
-    /// Checks a request against the limits, then runs it in the Micro's sandbox.
+    /// Whether a request came over TLS: only a trusted proxy can say so.
+    fn via_tls<B>(&self, request: &Request<B>) -> bool {
+        let peer = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+        forwarded::via_tls(
+            request.headers(),
+            peer,
+            &self.inner.front_door.trusted_proxies,
+        )
+    }
+
+    /// Checks a request's credentials and limits, then runs it in the Micro's sandbox.
     async fn run<B>(
         &self,
         index: usize,
         uri: Uri,
-        request: Request<B>,
+        mut request: Request<B>,
     ) -> Result<Response<ResponseBody>, ExecutionError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        // Before anything else: a stranger learns nothing about the Micro, not even its limits.
+        let access = crate::auth::check(
+            self.inner.auth,
+            &self.inner.access[index],
+            &self.inner.credentials,
+            uri.path(),
+            request.headers_mut(),
+        )
+        .map_err(|()| ExecutionError::Unauthorized)?;
+        tracing::Span::current().record("auth", access.label());
         let sandbox = &self.inner.micros[index];
         let limit = sandbox.limits().request_body;
         if request.headers().contains_key(UPGRADE) {

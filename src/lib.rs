@@ -14,6 +14,7 @@
 
 pub mod actions;
 mod app;
+pub mod auth;
 mod builder;
 pub mod config;
 mod engine;
@@ -25,6 +26,7 @@ pub mod state;
 
 pub use actions::{ActionOverride, ActionReport};
 pub use app::App;
+pub use auth::{AuthMode, Credentials};
 pub use builder::build;
 pub use config::{CompileBudget, Config, EnvSetting, FrontDoor, Limits};
 pub use http::{ClientAddr, REQUEST_ID_HEADER, Route, Router, serve};

@@ -38,6 +38,23 @@ enum Command {
     /// Run one scheduled action once, now: prints the status, the body and the duration.
     #[command(override_usage = "micros trigger [OPTIONS] [PATH] <ACTION_ID>")]
     Trigger(Trigger),
+    /// Show whether the app has an owner token, or replace it (`--rotate`) and print the new one.
+    OwnerToken {
+        /// An app folder holding `Spacefile.toml`, or the file itself.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Make a new owner token; the old one and every login cookie stop working at once.
+        #[arg(long)]
+        rotate: bool,
+        /// Where keys and /tmp folders live (default: `.micros/` beside the manifest).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Create, list and revoke app keys (`X-Space-App-Key`, for Micros with `presets.api_keys`).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// List every scheduled action: Micro, id, schedule, next run (UTC).
     Actions {
         /// An app folder holding `Spacefile.toml`, or the file itself.
@@ -47,6 +64,61 @@ enum Command {
         #[arg(long = "action", value_name = "ID=INTERVAL|ID=off")]
         actions: Vec<ActionOverride>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an app key and print it (the only time it is shown).
+    Create {
+        /// The key's name: lowercase letters, digits, `-` and `_`.
+        name: String,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// List the app keys: name and creation time.
+    List {
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// Revoke an app key: it stops working at once, in running servers too.
+    Revoke {
+        /// The key's name.
+        name: String,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+}
+
+/// Which app a command is about.
+#[derive(Args)]
+struct AppArgs {
+    /// An app folder holding `Spacefile.toml`, or the file itself.
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    /// Where keys and /tmp folders live (default: `.micros/` beside the manifest).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+impl AppArgs {
+    /// The app's credentials.
+    fn credentials(&self) -> anyhow::Result<micros::Credentials> {
+        credentials_of(&self.path, self.state_dir.clone())
+    }
+}
+
+/// The credentials of the app at `path`.
+fn credentials_of(
+    path: &std::path::Path,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<micros::Credentials> {
+    let manifest = Manifest::load(path)?;
+    let config = Config {
+        state_dir,
+        ..Config::default()
+    };
+    let state = micros::state::StateDir::open(config.state_dir_for(&manifest))?;
+    Ok(micros::Credentials::open(&state))
 }
 
 #[derive(Args)]
@@ -91,6 +163,10 @@ struct Up {
     /// Override an action's schedule, or turn it off: `ID=INTERVAL` or `ID=off`.
     #[arg(long = "action", value_name = "ID=INTERVAL|ID=off")]
     actions: Vec<ActionOverride>,
+    /// Open every route of every Micro to anyone: no owner token, no app keys. For local
+    /// development only; said loudly in the log.
+    #[arg(long)]
+    no_auth: bool,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -277,6 +353,57 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Up(up) => serve(up).await,
         Command::Trigger(trigger) => run_trigger(trigger).await,
         Command::Actions { path, actions } => list_actions(&path, actions),
+        Command::OwnerToken {
+            path,
+            rotate,
+            state_dir,
+        } => {
+            let credentials = credentials_of(&path, state_dir)?;
+            if rotate {
+                let token = credentials.rotate_owner_token()?;
+                eprintln!(
+                    "new owner token (shown once; the old one no longer works), kept as a hash in `{}`:",
+                    credentials.path().display()
+                );
+                println!("{token}");
+            } else if credentials.has_owner_token() {
+                eprintln!(
+                    "the app has an owner token; only its hash is kept (`{}`), so it cannot be \
+                     shown: `micros owner-token --rotate` makes a new one",
+                    credentials.path().display()
+                );
+            } else {
+                eprintln!(
+                    "the app has no owner token yet: `micros up` makes one on its first start, or \
+                     `micros owner-token --rotate` now"
+                );
+            }
+            Ok(())
+        }
+        Command::Keys { command } => match command {
+            KeysCommand::Create { name, app } => {
+                let key = app.credentials()?.create_key(&name)?;
+                eprintln!("app key `{name}` (shown once; send it as `X-Space-App-Key`):");
+                println!("{key}");
+                Ok(())
+            }
+            KeysCommand::List { app } => {
+                for key in app.credentials()?.keys()? {
+                    println!("{}  {}", key.name, key.created);
+                }
+                Ok(())
+            }
+            KeysCommand::Revoke { name, app } => {
+                if app.credentials()?.revoke_key(&name)? {
+                    eprintln!("app key `{name}` revoked");
+                    Ok(())
+                } else {
+                    anyhow::bail!(
+                        "the app has no key named `{name}`: `micros keys list` shows them"
+                    )
+                }
+            }
+        },
     }
 }
 
@@ -366,6 +493,11 @@ async fn serve(up: Up) -> anyhow::Result<()> {
     if up.build {
         micros::build(&manifest).await?;
     }
+    let auth = if up.no_auth {
+        micros::AuthMode::Off
+    } else {
+        micros::AuthMode::Required
+    };
     let config = Config {
         limits: up.limits.into(),
         front_door: up.front_door.into(),
@@ -376,8 +508,18 @@ async fn serve(up: Up) -> anyhow::Result<()> {
         address,
         env: up.env,
         actions: up.actions,
+        auth,
         keep_tmp: false,
     };
+    if auth == micros::AuthMode::Required {
+        let state = micros::state::StateDir::open(config.state_dir_for(&manifest))?;
+        if let Some(token) = micros::Credentials::open(&state).ensure_owner_token()? {
+            // Printed once, never logged: only its hash is kept.
+            eprintln!(
+                "\nThe app's owner token (shown this once; keep it safe; `micros owner-token --rotate` makes a new one):\n\n    {token}\n\nSend it as `Authorization: Bearer <token>`, or log in at http://{address}/__space/login\n"
+            );
+        }
+    }
     let app = tokio::task::spawn_blocking(move || App::load(manifest, &config)).await??;
     tracing::info!("serving on http://{address}");
     micros::serve(app, listener, shutdown_signal()).await

@@ -99,10 +99,11 @@ pub struct Micro {
     /// `commands = ["cargo build --release --target wasm32-wasip2"]`: build steps, run in `src`.
     #[serde(default)]
     pub commands: Vec<String>,
-    /// `public = true`: every route is public (enforced by a later release).
+    /// `public = true`: every route is open to anyone; otherwise every route is private.
     #[serde(default)]
     pub public: Option<bool>,
-    /// `public_routes = ["/public/*"]`: routes open without a key (enforced by a later release).
+    /// `public_routes = ["/public/*"]`: routes open to anyone, relative to the Micro's own path;
+    /// `*` matches any run of characters. Public routes win over keys.
     #[serde(default)]
     pub public_routes: Vec<RoutePattern>,
     /// `allowed_outbound_hosts = ["https://api.example.com"]`: the only destinations this Micro
@@ -153,6 +154,9 @@ pub struct Presets {
     /// `[[micros.presets.env]]`: environment variables with an optional default.
     #[serde(default)]
     pub env: Vec<EnvPreset>,
+    /// `api_keys = true`: private routes also accept an app key in `X-Space-App-Key`.
+    #[serde(default)]
+    pub api_keys: bool,
 }
 
 /// `[[micros.presets.env]] name = "GREETING"`: a variable the Micro reads, set by the operator.

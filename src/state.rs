@@ -113,10 +113,11 @@ impl StateDir {
     }
 }
 
-const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+pub(crate) const ALPHANUMERIC: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// `len` characters drawn uniformly from `alphabet` with the operating system's generator.
-fn random_string(len: usize, alphabet: &[u8]) -> String {
+pub(crate) fn random_string(len: usize, alphabet: &[u8]) -> String {
     let mut rng = rand::rng();
     (0..len)
         .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
@@ -124,7 +125,7 @@ fn random_string(len: usize, alphabet: &[u8]) -> String {
 }
 
 /// Writes `text` to `path` atomically, readable only by the owner.
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("toml.tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -68,6 +68,33 @@ pub(crate) fn apply(headers: &mut HeaderMap, peer: Option<IpAddr>, trusted: &[Ip
     extend(headers, "forwarded", &node);
 }
 
+/// Whether a trusted proxy says the client's connection was TLS (`X-Forwarded-Proto: https` or
+/// `Forwarded: proto=https`, as the last hop wrote it). A direct client is never believed.
+pub(crate) fn via_tls(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
+    if !peer.is_some_and(|peer| trusted.iter().any(|net| net.contains(&peer))) {
+        return false;
+    }
+    let last = |name: &str| -> Option<String> {
+        let joined: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        joined
+            .join(",")
+            .rsplit(',')
+            .next()
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    if let Some(proto) = last("x-forwarded-proto") {
+        return proto == "https";
+    }
+    last("forwarded").is_some_and(|hop| {
+        hop.split(';')
+            .any(|pair| pair.trim().replace('"', "") == "proto=https")
+    })
+}
+
 /// Appends `value` to the comma-separated list in header `name`, merging repeated fields.
 fn extend(headers: &mut HeaderMap, name: &'static str, value: &str) {
     let mut list: Vec<String> = headers
@@ -127,6 +154,22 @@ mod tests {
         let mut map = HeaderMap::new();
         apply(&mut map, Some("2001:db8::1".parse().unwrap()), &trusted);
         assert_eq!(map["forwarded"], "for=\"[2001:db8::1]\"");
+    }
+
+    #[test]
+    fn tls_is_believed_only_from_a_trusted_proxy() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let proxy = Some("10.0.0.1".parse().unwrap());
+        let stranger = Some("203.0.113.9".parse().unwrap());
+        let map = headers(&[("x-forwarded-proto", "http, https")]);
+        assert!(via_tls(&map, proxy, &trusted));
+        assert!(!via_tls(&map, stranger, &trusted));
+        let map = headers(&[(
+            "forwarded",
+            "for=1.2.3.4;proto=http, for=5.6.7.8;proto=\"https\"",
+        )]);
+        assert!(via_tls(&map, proxy, &trusted));
+        assert!(!via_tls(&HeaderMap::new(), proxy, &trusted));
     }
 
     #[test]

@@ -86,6 +86,15 @@ impl Router {
 /// guest's framework may decode `%5F`, merge `//`, resolve `..` or ignore case before routing, so
 /// the check does all of that first.
 fn is_reserved(path: &str) -> bool {
+    normalize_path(path)
+        .split('/')
+        .nth(1)
+        .is_some_and(|first| first.eq_ignore_ascii_case(RESERVED_SEGMENT))
+}
+
+/// A path as a lenient framework would read it: percent-decoded, `\\` taken for `/`, empty and
+/// `.` segments dropped, `..` resolved (never above the root); a trailing `/` is kept.
+pub(crate) fn normalize_path(path: &str) -> String {
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split(['/', '\\']) {
@@ -97,9 +106,11 @@ fn is_reserved(path: &str) -> bool {
             segment => segments.push(segment),
         }
     }
-    segments
-        .first()
-        .is_some_and(|first| first.eq_ignore_ascii_case(RESERVED_SEGMENT))
+    let mut normal = format!("/{}", segments.join("/"));
+    if !segments.is_empty() && decoded.ends_with(['/', '\\']) {
+        normal.push('/');
+    }
+    normal
 }
 
 #[cfg(test)]
@@ -125,6 +136,9 @@ mod tests {
         for path in ["/", "/__spaceship", "/x/__space", "/space", "/_space"] {
             assert!(!is_reserved(path), "{path}");
         }
+        assert_eq!(normalize_path("/a//b/./c/../%64/"), "/a/b/d/");
+        assert_eq!(normalize_path("/../.."), "/");
+        assert_eq!(normalize_path("/a\\..\\b"), "/b");
     }
 
     #[test]

@@ -12,6 +12,7 @@ impl ExecutionError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Reserved => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -28,12 +29,34 @@ impl ExecutionError {
         }
     }
 
+    /// The outcome in the access log and the metrics: `auth`, `timeout`, `memory`, `payload`,
+    /// `limit`, `trap`, `overloaded`, `rejected` (a bad or misdirected request), `aborted` or
+    /// `error`; a served request is `ok`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "auth",
+            Self::Timeout { .. } | Self::RequestTimeout { .. } => "timeout",
+            Self::MemoryExceeded { .. } => "memory",
+            Self::RequestTooLarge { .. } | Self::ResponseTooLarge { .. } => "payload",
+            Self::HandlesExceeded { .. } | Self::StoreLimit { .. } => "limit",
+            Self::Trap(_) | Self::NoResponse | Self::GuestError(_) => "trap",
+            Self::Overloaded { .. } => "overloaded",
+            Self::BadRequest(_) | Self::Reserved | Self::UpgradeUnsupported => "rejected",
+            Self::Aborted => "aborted",
+            Self::Body(_) | Self::Setup(_) => "error",
+        }
+    }
+
     /// A short fixed text for the client: names the limit, never the guest's internals (those go
     /// to the log).
     pub fn client_message(&self) -> String {
         match self {
             Self::BadRequest(_) => "the request could not be read".into(),
             Self::Reserved => "not found: `/__space/` belongs to the runtime".into(),
+            Self::Unauthorized => "this route is private: send the owner token \
+                (`Authorization: Bearer ...`, or log in at /__space/login) or, where the Micro \
+                takes them, an app key (`X-Space-App-Key`)"
+                .into(),
             Self::RequestTimeout { limit } => format!(
                 "the request body stopped arriving (nothing for {})",
                 humantime::format_duration(*limit)
@@ -76,6 +99,8 @@ mod tests {
         assert_eq!(ExecutionError::RequestTooLarge { limit: 1 }.status(), 413);
         assert_eq!(ExecutionError::UpgradeUnsupported.status(), 501);
         assert_eq!(ExecutionError::Reserved.status(), 404);
+        assert_eq!(ExecutionError::Unauthorized.status(), 401);
+        assert_eq!(ExecutionError::Unauthorized.outcome(), "auth");
         assert_eq!(ExecutionError::Overloaded { limit: 1 }.status(), 503);
         assert_eq!(
             ExecutionError::RequestTimeout {

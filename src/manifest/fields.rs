@@ -131,6 +131,11 @@ string_newtype!(
         if !s.starts_with('/') {
             return Err(format!("`{s}` must start with `/`, e.g. `/public/*`"));
         }
+        if s.contains(['?', '#']) {
+            return Err(format!(
+                "`{s}` has a query or fragment: a public route matches the path only, e.g. `/search`"
+            ));
+        }
         Ok(())
     }
 );

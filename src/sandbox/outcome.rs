@@ -15,6 +15,10 @@ pub enum ExecutionError {
     /// The path is under `/__space/`, the runtime's own namespace: no Micro sees it.
     #[error("`/__space/` is reserved for the runtime")]
     Reserved,
+    /// The route is private and the request carried no valid credential (none, a wrong one, or
+    /// an app key where the Micro takes none).
+    #[error("no valid owner token or app key for a private route")]
+    Unauthorized,
     /// The Micro already has as many executions in flight as allowed; retry shortly.
     #[error("{limit} executions already in flight")]
     Overloaded {
@@ -94,6 +98,7 @@ impl ExecutionError {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::Reserved => "reserved",
+            Self::Unauthorized => "auth",
             Self::Overloaded { .. } => "overloaded",
             Self::RequestTimeout { .. } => "request_timeout",
             Self::RequestTooLarge { .. } => "request_too_large",

@@ -19,7 +19,15 @@ pub(crate) struct Up {
     pub(crate) stderr: Arc<Mutex<Vec<String>>>,
 }
 
+/// `micros up --no-auth` with these arguments.
 pub(crate) async fn up(args: &[&str]) -> Up {
+    let mut args = args.to_vec();
+    args.push("--no-auth");
+    up_private(&args).await
+}
+
+/// `micros up` with these arguments, access control as configured.
+pub(crate) async fn up_private(args: &[&str]) -> Up {
     let mut child = Command::new(MICROS)
         .arg("up")
         .args(args)
@@ -64,6 +72,39 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> crate::support::Reply {
         .expect("response in time")
 }
 
+/// The owner token `micros up` printed at its first start.
+async fn owner_token(up: &Up) -> String {
+    for _ in 0..50 {
+        {
+            let stderr = up.stderr.lock().unwrap();
+            if let Some(at) = stderr
+                .iter()
+                .position(|l| l.starts_with("The app's owner token (shown this once"))
+                && let Some(line) = stderr.get(at + 2)
+            {
+                return line.trim().to_string();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no owner token in:\n{}",
+        up.stderr.lock().unwrap().join("\n")
+    );
+}
+
+async fn get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    header: (&str, &str),
+) -> crate::support::Reply {
+    let request = http::Request::get(path)
+        .header(header.0, header.1)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    crate::support::send(addr, request).await
+}
+
 pub(crate) async fn terminate(mut up: Up) -> std::process::ExitStatus {
     let pid = up.child.id().unwrap().to_string();
     let killed = Command::new("kill")
@@ -102,6 +143,10 @@ async fn up_serves_logs_guest_output_and_stops_on_sigterm() {
         .find(|l| l.contains(&format!("request_id={request_id}")) && l.contains("status=200"));
     assert!(
         access.is_some_and(|l| l.contains("method=GET") && l.contains("path=/")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("AUTHENTICATION IS OFF (--no-auth)"),
         "{stderr}"
     );
     let status = terminate(up).await;
@@ -250,13 +295,8 @@ async fn build_runs_commands_in_src_and_stops_at_a_failure() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_builds_and_serves() {
     let state = tempfile::tempdir().unwrap();
-    let up = up(&[
-        "examples/demo",
-        "--build",
-        "--state-dir",
-        state.path().to_str().unwrap(),
-    ])
-    .await;
+    let state_dir = state.path().to_str().unwrap();
+    let up = up_private(&["examples/demo", "--build", "--state-dir", state_dir]).await;
     let page = tokio::time::timeout(
         Duration::from_secs(600),
         crate::support::send(
@@ -274,20 +314,120 @@ async fn the_demo_builds_and_serves() {
         "{}",
         page.text()
     );
-    let api = get(up.addr, "/api").await;
+    // The page is public; the API is private: the owner token printed at the first start, or
+    // an app key made with `micros keys create`, opens it.
+    assert_eq!(get(up.addr, "/api").await.status, 401);
+    let token = owner_token(&up).await;
+    let bearer = format!("Bearer {token}");
+    let api = get_with(up.addr, "/api", ("authorization", &bearer)).await;
     assert_eq!(
         api.text(),
         r#"{"micro":"api","type":"normal","version":"0.1.0"}"#
     );
+    let created = Command::new(MICROS)
+        .args([
+            "keys",
+            "create",
+            "notes-cli",
+            "examples/demo",
+            "--state-dir",
+            state_dir,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let key = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(key.len(), 40, "{key}");
     let saved = crate::support::send(
         up.addr,
         http::Request::post("/api/notes")
+            .header("x-space-app-key", &key)
             .body(http_body_util::Full::new(bytes::Bytes::from("buy milk")))
             .unwrap(),
     )
     .await;
     assert_eq!(saved.status, 201);
-    assert_eq!(get(up.addr, "/api/notes").await.text(), r#"["buy milk"]"#);
+    let notes = get_with(up.addr, "/api/notes", ("x-space-app-key", &key)).await;
+    assert_eq!(notes.text(), r#"["buy milk"]"#);
+    let listed = Command::new(MICROS)
+        .args(["keys", "list", "examples/demo", "--state-dir", state_dir])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).starts_with("notes-cli  20"),
+        "{listed:?}"
+    );
+    let revoked = Command::new(MICROS)
+        .args([
+            "keys",
+            "revoke",
+            "notes-cli",
+            "examples/demo",
+            "--state-dir",
+            state_dir,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert_eq!(
+        get_with(up.addr, "/api/notes", ("x-space-app-key", &key))
+            .await
+            .status,
+        401
+    );
+    let again = Command::new(MICROS)
+        .args([
+            "keys",
+            "revoke",
+            "notes-cli",
+            "examples/demo",
+            "--state-dir",
+            state_dir,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr),
+        "error: the app has no key named `notes-cli`: `micros keys list` shows them\n"
+    );
+    // Rotated by the CLI while the server runs: the old token is refused at once.
+    let rotated = Command::new(MICROS)
+        .args([
+            "owner-token",
+            "examples/demo",
+            "--rotate",
+            "--state-dir",
+            state_dir,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(rotated.status.success(), "{rotated:?}");
+    let new_token = String::from_utf8(rotated.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        get_with(up.addr, "/api", ("authorization", &bearer))
+            .await
+            .status,
+        401
+    );
+    let new_bearer = format!("Bearer {new_token}");
+    assert_eq!(
+        get_with(up.addr, "/api", ("authorization", &new_bearer))
+            .await
+            .status,
+        200
+    );
     assert!(terminate(up).await.success());
 }
 

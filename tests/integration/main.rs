@@ -5,6 +5,7 @@
 )]
 
 mod actions;
+mod auth;
 mod cli;
 mod front_door;
 mod hostile;
@@ -21,6 +22,7 @@ mod world;
 fn every_guest_has_a_test() {
     let sources: String = [
         "actions.rs",
+        "auth.rs",
         "cli.rs",
         "hostile.rs",
         "limits.rs",

@@ -122,8 +122,11 @@ pub async fn serve_config(micros: &[MicroSpec], configure: impl FnOnce(&mut Conf
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
+    // Most tests are about something else than access control: they start open, and the tests
+    // of `auth` turn it on.
     let mut config = Config {
         address: addr,
+        auth: micros::AuthMode::Off,
         ..Config::default()
     };
     configure(&mut config);
