@@ -129,21 +129,32 @@ impl App {
         let request =
             request.map(|b| b.map_err(|never| -> wasmtime_wasi_http::Error { match never {} }));
         async {
+            let mut outcome = "ok";
             let (status, body, failure) = match sandbox.handle(request).await {
                 Ok(response) => {
                     let status = response.status();
                     match response.into_body().collect().await {
                         Ok(body) if status.as_u16() < 400 => (Some(status), body.to_bytes(), None),
-                        Ok(body) => (
-                            Some(status),
-                            body.to_bytes(),
-                            Some(format!("the Micro answered {status}")),
-                        ),
-                        Err(error) => (Some(status), Bytes::new(), Some(error.to_string())),
+                        Ok(body) => {
+                            outcome = "error_status";
+                            (
+                                Some(status),
+                                body.to_bytes(),
+                                Some(format!("the Micro answered {status}")),
+                            )
+                        }
+                        Err(error) => {
+                            outcome = error.outcome();
+                            (Some(status), Bytes::new(), Some(error.to_string()))
+                        }
                     }
                 }
-                Err(error) => (Some(error.status()), Bytes::new(), Some(error.to_string())),
+                Err(error) => {
+                    outcome = error.outcome();
+                    (Some(error.status()), Bytes::new(), Some(error.to_string()))
+                }
             };
+            self.inner.metrics.action(&action.micro, outcome);
             let duration = started.elapsed();
             let duration_ms = duration.as_millis() as u64;
             match &failure {

@@ -36,6 +36,8 @@ pub(crate) struct AppInner {
     pub(crate) credentials: crate::auth::Credentials,
     /// Each Micro's access rule, in manifest order.
     pub(crate) access: Vec<crate::auth::MicroAccess>,
+    /// What the runtime counts.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl App {
@@ -54,6 +56,7 @@ impl App {
             .clone()
             .unwrap_or_else(|| config.address.to_string());
 
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let mut micros = Vec::with_capacity(manifest.micros.len());
         for micro in &manifest.micros {
             let name = micro.name.as_str();
@@ -109,7 +112,9 @@ impl App {
                 outbound: crate::outbound::OutboundPolicy::new(
                     &config.outbound,
                     micro.allowed_outbound_hosts.clone(),
-                ),
+                )
+                .count_denials_in(metrics.breach_counter("outbound")),
+                tmp_refusals: metrics.breach_counter("tmp"),
             };
             micros.push(Sandbox::new(&engine, pre, spec)?);
         }
@@ -125,18 +130,6 @@ impl App {
             .map(crate::auth::MicroAccess::new)
             .collect::<anyhow::Result<Vec<_>>>()?;
         let credentials = crate::auth::Credentials::open(&state);
-        match config.auth {
-            crate::auth::AuthMode::Off => tracing::warn!(
-                "AUTHENTICATION IS OFF (--no-auth): every route of every Micro is open to anyone \
-                 who can reach {}; use this for local development only",
-                config.address
-            ),
-            crate::auth::AuthMode::Required if !credentials.has_owner_token() => tracing::warn!(
-                "no owner token yet: private routes are closed to everyone until one is made with \
-                 `micros owner-token --rotate`"
-            ),
-            crate::auth::AuthMode::Required => {}
-        }
         tracing::info!(
             app = manifest.app_name.as_deref().unwrap_or(""),
             micros = manifest.micros.len(),
@@ -154,6 +147,7 @@ impl App {
                 auth: config.auth,
                 credentials,
                 access,
+                metrics,
             }),
         })
     }
@@ -178,6 +172,18 @@ impl App {
             )?;
         }
         Ok(())
+    }
+
+    /// The runtime's metrics in the Prometheus text format (OpenMetrics), as
+    /// `/__space/metrics` on the admin listener serves them.
+    pub fn metrics_text(&self) -> String {
+        let in_flight: Vec<(&str, usize)> = self
+            .inner
+            .micros
+            .iter()
+            .map(|m| (m.name(), m.in_flight()))
+            .collect();
+        self.inner.metrics.render(&in_flight)
     }
 
     /// The app's manifest.

@@ -121,7 +121,7 @@ const COMPILE_POLL: Duration = Duration::from_millis(10);
 
 /// The process's resident memory, where the system says (Linux); `None` elsewhere, where the
 /// memory budget of compilation is not enforced.
-fn resident_bytes() -> Option<u64> {
+pub(crate) fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

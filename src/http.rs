@@ -1,10 +1,15 @@
 //! HTTP in front of the Micros: the server, routing by path, request checks, and error responses.
 
+mod access;
+mod admin;
 mod body;
 mod forwarded;
 mod router;
 mod server;
 mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use http::header::{
@@ -17,6 +22,8 @@ use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use rand::RngExt as _;
 use tracing::Instrument as _;
 
+pub use access::ACCESS_TARGET;
+pub use admin::{METRICS_PATH, serve_admin};
 pub use forwarded::ClientAddr;
 pub(crate) use router::normalize_path;
 pub use router::{Route, Router};
@@ -59,6 +66,25 @@ impl App {
             duration_ms = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
+        let peer = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+        let mut record = access::AccessRecord {
+            started,
+            client: forwarded::client_ip(
+                request.headers(),
+                peer,
+                &self.inner.front_door.trusted_proxies,
+            ),
+            method: request.method().to_string(),
+            path: request.uri().path().to_string(),
+            micro: micro.name().to_string(),
+            status: 0,
+            outcome: "ok",
+            auth: None,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            bodiless: request.method() == http::Method::HEAD,
+            request_id: request_id.clone(),
+            metrics: Arc::clone(&self.inner.metrics),
+        };
         let result = match route {
             Route::Reserved(_) if request.uri().path() == crate::auth::LOGIN_PATH => {
                 let secure = self.via_tls(&request);
@@ -73,7 +99,9 @@ impl App {
             // action; with a prefix stripped (`/api/__space/...`) neither.
             Route::Reserved(_) => Err(ExecutionError::Reserved),
             Route::Micro(index, uri) => {
-                self.run(index, uri, request).instrument(span.clone()).await
+                self.run(index, uri, request, &mut record)
+                    .instrument(span.clone())
+                    .await
             }
         };
         let _enter = span.enter();
@@ -82,13 +110,18 @@ impl App {
         let mut response = match result {
             Ok(response) => {
                 span.record("status", response.status().as_u16());
-                tracing::info!(status = response.status().as_u16(), elapsed_ms, "response");
                 response
             }
             Err(error) => {
                 let status = error.status();
                 span.record("status", status.as_u16());
-                tracing::warn!(micro = micro.name(), request_id = %request_id, status = status.as_u16(), elapsed_ms, error.type = error.kind(), "request failed: {error}");
+                record.outcome = error.outcome();
+                if matches!(error, ExecutionError::Unauthorized) {
+                    // Expected from every scanner on the internet: not a warning.
+                    tracing::info!(status = status.as_u16(), elapsed_ms, error.type = error.kind(), "request refused: {error}");
+                } else {
+                    tracing::warn!(micro = micro.name(), request_id = %request_id, status = status.as_u16(), elapsed_ms, error.type = error.kind(), "request failed: {error}");
+                }
                 let text = format!("micro `{}`: {}\n", micro.name(), error.client_message());
                 let mut response = Response::new(ResponseBody::full(text));
                 *response.status_mut() = status;
@@ -113,7 +146,9 @@ impl App {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
-        response
+        record.status = response.status().as_u16();
+        record.bodiless |= matches!(record.status, 204 | 304);
+        response.map(|body| body.on_end(move |end| record.finish(end)))
     }
 
     /// Whether a request came over TLS: only a trusted proxy can say so.
@@ -132,6 +167,7 @@ impl App {
         index: usize,
         uri: Uri,
         mut request: Request<B>,
+        record: &mut access::AccessRecord,
     ) -> Result<Response<ResponseBody>, ExecutionError>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -146,7 +182,9 @@ impl App {
             request.headers_mut(),
         )
         .map_err(|()| ExecutionError::Unauthorized)?;
-        tracing::Span::current().record("auth", access.label());
+        let label = access.label();
+        tracing::Span::current().record("auth", label.as_str());
+        record.auth = Some(label);
         let sandbox = &self.inner.micros[index];
         let limit = sandbox.limits().request_body;
         if request.headers().contains_key(UPGRADE) {
@@ -187,7 +225,11 @@ impl App {
         {
             parts.headers.insert(HOST, host);
         }
-        let body = body::TimedBody::new(body, self.inner.front_door.body_read_timeout);
+        let body = body::TimedBody::new(
+            body,
+            self.inner.front_door.body_read_timeout,
+            Arc::clone(&record.bytes_in),
+        );
         let body: GuestBody = if declared.is_some() || body.is_end_stream() {
             // The length is known and within the limit: stream it, still counting.
             Limited::new(body, limit as usize)

@@ -20,6 +20,7 @@ pub mod config;
 mod engine;
 mod http;
 pub mod manifest;
+mod metrics;
 pub mod outbound;
 mod sandbox;
 pub mod state;
@@ -29,7 +30,9 @@ pub use app::App;
 pub use auth::{AuthMode, Credentials};
 pub use builder::build;
 pub use config::{CompileBudget, Config, EnvSetting, FrontDoor, Limits};
-pub use http::{ClientAddr, REQUEST_ID_HEADER, Route, Router, serve};
+pub use http::{
+    ACCESS_TARGET, ClientAddr, METRICS_PATH, REQUEST_ID_HEADER, Route, Router, serve, serve_admin,
+};
 pub use manifest::{Manifest, ManifestError};
 pub use outbound::{AllowOutbound, OutboundConfig};
 pub use sandbox::{ExecutionError, ResponseBody};

@@ -15,12 +15,23 @@ use micros::{ActionOverride, App, Config, EnvSetting, Limits, Manifest};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line)
+    /// for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The format of log lines.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve an app.
-    Up(Up),
+    Up(Box<Up>),
     /// Validate the manifest and compile every component.
     Check {
         /// An app folder holding `Spacefile.toml`, or the file itself.
@@ -163,6 +174,14 @@ struct Up {
     /// Override an action's schedule, or turn it off: `ID=INTERVAL` or `ID=off`.
     #[arg(long = "action", value_name = "ID=INTERVAL|ID=off")]
     actions: Vec<ActionOverride>,
+    /// Serve `/__space/metrics` (Prometheus text) on this address, e.g. `127.0.0.1:9100`; off
+    /// unless given. It takes no credentials, so it must be a loopback address unless
+    /// `--admin-remote` says otherwise.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Allow `--admin` on an address other than loopback (a private network you control).
+    #[arg(long, requires = "admin")]
+    admin_remote: bool,
     /// Open every route of every Micro to anyone: no owner token, no app keys. For local
     /// development only; said loudly in the log.
     #[arg(long)]
@@ -314,14 +333,17 @@ impl From<LimitArgs> for Limits {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -350,7 +372,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Build { path } => micros::build(&Manifest::load(&path)?).await,
-        Command::Up(up) => serve(up).await,
+        Command::Up(up) => serve(*up).await,
         Command::Trigger(trigger) => run_trigger(trigger).await,
         Command::Actions { path, actions } => list_actions(&path, actions),
         Command::OwnerToken {
@@ -490,6 +512,23 @@ async fn serve(up: Up) -> anyhow::Result<()> {
         .context("cannot read the listen address")?;
     // The first line on stderr: tests and scripts read the address from it.
     eprintln!("micros listening on http://{address}");
+    let admin = match up.admin {
+        None => None,
+        Some(admin) if !admin.ip().is_loopback() && !up.admin_remote => anyhow::bail!(
+            "--admin {admin}: not a loopback address; the metrics take no credentials, so \
+             serve them on 127.0.0.1 or ::1, or add --admin-remote for a private network you control"
+        ),
+        Some(admin) => {
+            let listener = tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("--admin: cannot listen on {admin}"))?;
+            let bound = listener
+                .local_addr()
+                .context("cannot read the admin address")?;
+            eprintln!("micros admin on http://{bound}{}", micros::METRICS_PATH);
+            Some(listener)
+        }
+    };
     if up.build {
         micros::build(&manifest).await?;
     }
@@ -522,7 +561,22 @@ async fn serve(up: Up) -> anyhow::Result<()> {
     }
     let app = tokio::task::spawn_blocking(move || App::load(manifest, &config)).await??;
     tracing::info!("serving on http://{address}");
-    micros::serve(app, listener, shutdown_signal()).await
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let admin = admin.map(|listener| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(micros::serve_admin(app.clone(), listener, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
+    let served = micros::serve(app, listener, async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    })
+    .await;
+    if let Some(admin) = admin {
+        admin.abort();
+    }
+    served
 }
 
 /// Resolves on SIGINT or SIGTERM.

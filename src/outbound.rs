@@ -92,6 +92,8 @@ pub(crate) struct OutboundPolicy {
     hosts: Option<Vec<OutboundHost>>,
     /// `None` only if the TLS library refuses its own defaults: HTTPS then fails per request.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Requests denied, for the metrics.
+    denials: prometheus_client::metrics::counter::Counter,
 }
 
 impl OutboundPolicy {
@@ -109,7 +111,17 @@ impl OutboundPolicy {
             config: config.clone(),
             hosts,
             tls,
+            denials: prometheus_client::metrics::counter::Counter::default(),
         }
+    }
+
+    /// Counts every denied request in `counter` from now on.
+    pub(crate) fn count_denials_in(
+        mut self,
+        counter: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        self.denials = counter;
+        self
     }
 }
 
@@ -151,6 +163,7 @@ impl WasiHttpHooks for OutboundHooks {
         Box::new(tracing::Instrument::instrument(
             async move {
                 let Ok(permit) = open.try_acquire_owned() else {
+                    policy.denials.inc();
                     tracing::warn!(
                         error.type = "outbound_denied",
                         rule = "concurrency",
@@ -210,7 +223,8 @@ fn target(uri: &http::Uri) -> Result<Target, Error> {
 }
 
 /// Refuses a request, saying in the log which rule did.
-fn denied(target: &Target, ip: Option<IpAddr>, rule: &str) -> Error {
+fn denied(policy: &OutboundPolicy, target: &Target, ip: Option<IpAddr>, rule: &str) -> Error {
+    policy.denials.inc();
     tracing::warn!(
         error.type = "outbound_denied",
         host = %target.host,
@@ -234,6 +248,7 @@ async fn addresses(
             .any(|h| h.matches(target.https, &target.host, target.port))
     {
         return Err(denied(
+            policy,
             target,
             None,
             "not in the Micro's allowed_outbound_hosts",
@@ -269,7 +284,7 @@ async fn addresses(
     }
     match (allowed.is_empty(), refusal) {
         (false, _) => Ok(allowed),
-        (true, Some((ip, rule))) => Err(denied(target, Some(ip), rule)),
+        (true, Some((ip, rule))) => Err(denied(policy, target, Some(ip), rule)),
         (true, None) => Err(Error::DestinationNotFound),
     }
 }

@@ -23,6 +23,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+pub(crate) use body::BodyEnd;
 pub use body::ResponseBody;
 pub use outcome::ExecutionError;
 use outcome::{classify, setup_error};
@@ -121,6 +122,8 @@ pub(crate) struct SandboxSpec {
     pub tmp: PathBuf,
     pub limits: Limits,
     pub outbound: OutboundPolicy,
+    /// Where writes refused at the `/tmp` limits are counted.
+    pub tmp_refusals: prometheus_client::metrics::counter::Counter,
 }
 
 impl Sandbox {
@@ -130,8 +133,10 @@ impl Sandbox {
         pre: ProxyPre<Host>,
         spec: SandboxSpec,
     ) -> anyhow::Result<Self> {
-        let tmp_quota = TmpQuota::load(&spec.tmp, spec.limits.tmp_bytes, spec.limits.tmp_entries)
-            .with_context(|| format!("micro `{}`: cannot count its /tmp", spec.name))?;
+        let mut tmp_quota =
+            TmpQuota::load(&spec.tmp, spec.limits.tmp_bytes, spec.limits.tmp_entries)
+                .with_context(|| format!("micro `{}`: cannot count its /tmp", spec.name))?;
+        tmp_quota.count_refusals_in(spec.tmp_refusals);
         Ok(Self {
             name: spec.name,
             engine: engine.clone(),
@@ -215,6 +220,13 @@ impl Sandbox {
             })
         });
         Ok(store)
+    }
+
+    /// Executions running now.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.limits
+            .max_in_flight
+            .saturating_sub(self.in_flight.available_permits())
     }
 
     /// Runs one request through the Micro's `wasi:http` handler in a fresh store.

@@ -1,6 +1,8 @@
 //! The request body's own guard: a client that stops sending mid-body is cut off.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,14 +21,17 @@ pub(crate) struct TimedBody<B> {
     inner: Pin<Box<B>>,
     timeout: Duration,
     sleep: Pin<Box<Sleep>>,
+    /// Bytes of body read so far, for the access log.
+    read: Arc<AtomicU64>,
 }
 
 impl<B> TimedBody<B> {
-    pub(crate) fn new(inner: B, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: B, timeout: Duration, read: Arc<AtomicU64>) -> Self {
         Self {
             inner: Box::pin(inner),
             timeout,
             sleep: Box::pin(tokio::time::sleep(timeout)),
+            read,
         }
     }
 }
@@ -45,6 +50,10 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.inner.as_mut().poll_frame(cx) {
             Poll::Ready(frame) => {
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                    self.read
+                        .fetch_add(data.map_or(0, |d| d.len() as u64), Ordering::Relaxed);
+                }
                 let deadline = Instant::now() + self.timeout;
                 self.sleep.as_mut().reset(deadline);
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))

@@ -68,6 +68,35 @@ pub(crate) fn apply(headers: &mut HeaderMap, peer: Option<IpAddr>, trusted: &[Ip
     extend(headers, "forwarded", &node);
 }
 
+/// The client's address: the peer, or behind trusted proxies the nearest address in
+/// `X-Forwarded-For` that is not one of them.
+pub(crate) fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer?;
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let chain: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    Some(
+        chain
+            .iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .copied()
+            .unwrap_or(peer),
+    )
+}
+
 /// Whether a trusted proxy says the client's connection was TLS (`X-Forwarded-Proto: https` or
 /// `Forwarded: proto=https`, as the last hop wrote it). A direct client is never believed.
 pub(crate) fn via_tls(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
@@ -80,6 +109,9 @@ pub(crate) fn via_tls(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNe
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
+        if joined.is_empty() {
+            return None;
+        }
         joined
             .join(",")
             .rsplit(',')
@@ -154,6 +186,20 @@ mod tests {
         let mut map = HeaderMap::new();
         apply(&mut map, Some("2001:db8::1".parse().unwrap()), &trusted);
         assert_eq!(map["forwarded"], "for=\"[2001:db8::1]\"");
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_hop() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let map = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.1, 10.0.0.2")]);
+        let proxy = Some("10.0.0.1".parse().unwrap());
+        assert_eq!(
+            client_ip(&map, proxy, &trusted),
+            "198.51.100.1".parse().ok()
+        );
+        let stranger = Some("203.0.113.9".parse().unwrap());
+        assert_eq!(client_ip(&map, stranger, &trusted), stranger);
+        assert_eq!(client_ip(&HeaderMap::new(), proxy, &trusted), proxy);
     }
 
     #[test]

@@ -34,6 +34,22 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    match app.inner.auth {
+        crate::auth::AuthMode::Off => tracing::warn!(
+            "AUTHENTICATION IS OFF (--no-auth): every route of every Micro is open to anyone who \
+             can reach {}; use this for local development only",
+            listener
+                .local_addr()
+                .map_or_else(|_| "this server".into(), |a| a.to_string())
+        ),
+        crate::auth::AuthMode::Required if !app.inner.credentials.has_owner_token() => {
+            tracing::warn!(
+                "no owner token yet: private routes are closed to everyone until one is made \
+                 with `micros owner-token --rotate`"
+            );
+        }
+        crate::auth::AuthMode::Required => {}
+    }
     let graceful = GracefulShutdown::new();
     // Scheduled actions run while the app is served; dropping the task stops them.
     let (stop_schedule, schedule_stopped) = tokio::sync::watch::channel(false);

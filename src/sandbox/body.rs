@@ -17,6 +17,25 @@ use super::ExecutionError;
 /// connection instead of sending a short body that looks complete.
 pub struct ResponseBody {
     kind: Kind,
+    /// Bytes handed to the server so far.
+    sent: u64,
+    /// How the body ended, once it has: `Ok` for a clean end, else the failure.
+    ended: Option<Result<(), &'static str>>,
+    /// Told how the body ended (or that it was dropped unfinished), once.
+    on_end: Option<OnEnd>,
+}
+
+/// Called once with the body's end.
+type OnEnd = Box<dyn FnOnce(BodyEnd) + Send + Sync>;
+
+/// How a response body ended, for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BodyEnd {
+    /// Bytes of body sent.
+    pub(crate) bytes: u64,
+    /// `None` if it ended cleanly; the outcome of the failure if it was cut; `Some("aborted")`
+    /// if it was dropped unfinished (the client went away), unless it had nothing to send.
+    pub(crate) failure: Option<&'static str>,
 }
 
 enum Kind {
@@ -39,27 +58,55 @@ impl ResponseBody {
         outcome: oneshot::Receiver<Result<(), ExecutionError>>,
         execution: Option<AbortHandle>,
     ) -> Self {
-        Self {
-            kind: Kind::Guest {
-                inner,
-                sent: 0,
-                limit,
-                outcome: Some(outcome),
-                execution,
-            },
-        }
+        Self::new(Kind::Guest {
+            inner,
+            sent: 0,
+            limit,
+            outcome: Some(outcome),
+            execution,
+        })
     }
 
     /// A body of fixed bytes, as the runtime's own responses have.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Self::new(Kind::Full(Some(bytes.into())))
+    }
+
+    fn new(kind: Kind) -> Self {
         Self {
-            kind: Kind::Full(Some(bytes.into())),
+            kind,
+            sent: 0,
+            ended: None,
+            on_end: None,
         }
+    }
+
+    /// Calls `f` once when the body has ended or is dropped.
+    pub(crate) fn on_end(mut self, f: impl FnOnce(BodyEnd) + Send + Sync + 'static) -> Self {
+        self.on_end = Some(Box::new(f));
+        self
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        if let Some(on_end) = self.on_end.take() {
+            let failure = match self.ended {
+                Some(Ok(())) => None,
+                Some(Err(outcome)) => Some(outcome),
+                // Nothing was left to send (a HEAD, a bodiless status): not the client's doing.
+                None if self.is_end_stream()
+                    || self.sent == 0 && self.size_hint().exact() == Some(0) =>
+                {
+                    None
+                }
+                None => Some("aborted"),
+            };
+            on_end(BodyEnd {
+                bytes: self.sent,
+                failure,
+            });
+        }
         // Dropped before the execution's outcome was read: the client went away mid-body.
         if let Kind::Guest {
             outcome: Some(_),
@@ -77,6 +124,38 @@ impl Body for ResponseBody {
     type Error = ExecutionError;
 
     fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExecutionError>>> {
+        let polled = ready!(self.as_mut().poll_inner(cx));
+        match &polled {
+            None => self.ended = Some(Ok(())),
+            Some(Ok(frame)) => {
+                self.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            Some(Err(error)) => self.ended = Some(Err(error.outcome())),
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Kind::Guest { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Guest { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+impl ResponseBody {
+    /// The next frame of the body, before it is counted.
+    fn poll_inner(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ExecutionError>>> {
@@ -122,20 +201,6 @@ impl Body for ResponseBody {
                     Err(_) => Poll::Ready(Some(Err(ExecutionError::Aborted))),
                 }
             }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
-            Kind::Guest { .. } => false,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Guest { inner, .. } => inner.size_hint(),
         }
     }
 }

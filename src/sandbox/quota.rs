@@ -64,6 +64,8 @@ pub(crate) struct TmpQuota {
     /// Held around every operation that adds or removes a name (create, link, rename, unlink),
     /// so that what an operation looked up before it ran is still true when it is counted.
     namespace: tokio::sync::Mutex<()>,
+    /// Writes refused at the limits, for the metrics.
+    refused: prometheus_client::metrics::counter::Counter,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +104,7 @@ impl TmpQuota {
                 files: HashMap::new(),
             }),
             namespace: tokio::sync::Mutex::new(()),
+            refused: prometheus_client::metrics::counter::Counter::default(),
         })
     }
 
@@ -122,11 +125,20 @@ impl TmpQuota {
         self.namespace.lock().await
     }
 
+    /// Counts every write refused at the limits in `counter` from now on.
+    pub(crate) fn count_refusals_in(
+        &mut self,
+        counter: prometheus_client::metrics::counter::Counter,
+    ) {
+        self.refused = counter;
+    }
+
     /// Counts a new file, folder or link before it is made; [`Self::release_entry`] undoes it if
     /// the operation then fails.
     pub(crate) fn reserve_entry(&self) -> Result<(), QuotaExceeded> {
         let mut book = self.book();
         if book.usage.entries >= self.max_entries {
+            self.refused.inc();
             return Err(QuotaExceeded::Entries {
                 limit: self.max_entries,
             });
@@ -192,6 +204,19 @@ impl TmpQuota {
     /// Moves the count of `key` to the size `new` computes from the current one: growing is
     /// refused past the limit, shrinking (only if `shrink`) gives bytes back.
     fn resize(
+        &self,
+        key: FileKey,
+        shrink: bool,
+        new: impl FnOnce(u64) -> Option<u64>,
+    ) -> Result<(), QuotaExceeded> {
+        let result = self.resize_counted(key, shrink, new);
+        if result.is_err() {
+            self.refused.inc();
+        }
+        result
+    }
+
+    fn resize_counted(
         &self,
         key: FileKey,
         shrink: bool,

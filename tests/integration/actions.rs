@@ -186,7 +186,14 @@ async fn a_one_minute_action_fires_by_itself_under_up() {
         .primary()
         .toml(&action("tick", "1 minute"))
         .toml(&action("never", "1 minute"))]);
-    let up = up(&[dir.path().to_str().unwrap(), "--action", "never=off"]).await;
+    let up = up(&[
+        dir.path().to_str().unwrap(),
+        "--action",
+        "never=off",
+        "--admin",
+        "127.0.0.1:0",
+    ])
+    .await;
     let log = dir.path().join(".micros/tmp/web/received.log");
     let deadline = std::time::Instant::now() + Duration::from_secs(80);
     while !log.exists() {
@@ -216,5 +223,11 @@ async fn a_one_minute_action_fires_by_itself_under_up() {
         "{stderr}"
     );
     assert!(stderr.contains("action succeeded"), "{stderr}");
+    // The run is counted by outcome in the metrics.
+    let metrics = crate::cli::scrape(&up).await;
+    assert!(
+        metrics.contains("micros_action_runs_total{micro=\"web\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
     assert!(crate::cli::terminate(up).await.success());
 }

@@ -93,6 +93,23 @@ async fn owner_token(up: &Up) -> String {
     );
 }
 
+/// The address of the admin listener, from the line `micros up` printed.
+pub(crate) fn admin_addr(up: &Up) -> std::net::SocketAddr {
+    let stderr = up.stderr.lock().unwrap().join("\n");
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("micros admin on http://"))
+        .and_then(|l| l.strip_suffix("/__space/metrics"))
+        .unwrap_or_else(|| panic!("no admin address in:\n{stderr}"))
+        .parse()
+        .unwrap()
+}
+
+/// The metrics text the admin listener serves.
+pub(crate) async fn scrape(up: &Up) -> String {
+    get(admin_addr(up), "/__space/metrics").await.text()
+}
+
 async fn get_with(
     addr: std::net::SocketAddr,
     path: &str,
@@ -593,6 +610,161 @@ async fn outbound_denials_are_logged_with_their_rule() {
     assert_eq!(code, 2);
     assert!(
         stderr.contains("`http://x` is neither a network (10.0.0.0/8, 127.0.0.1), nor a host name"),
+        "{stderr}"
+    );
+}
+
+/// `--log-format json`: one access line per request with its fields, and `--admin`: the
+/// metrics move as requests are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_and_metrics() {
+    let (dir, _) = write_app(&[
+        micro("web", guests::HELLO).primary().toml("public = true"),
+        micro("spin", guests::SPIN)
+            .path("/spin")
+            .toml("public = true"),
+        micro("echo", guests::ECHO)
+            .path("/echo")
+            .toml("public = true"),
+        micro("tmp", guests::TMPFILL)
+            .path("/tmp")
+            .toml("public_routes = [\"/rawfill\"]"),
+        micro("fetch", guests::FETCH)
+            .path("/fetch")
+            .toml("public = true"),
+    ]);
+    let app = dir.path().to_str().unwrap();
+    let up = up_private(&[
+        app,
+        "--admin",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--timeout",
+        "1s",
+        "--max-request-body",
+        "1KiB",
+        "--tmp-limit",
+        "8KiB",
+    ])
+    .await;
+    // Breaches inside an execution, answered 200 by the guests: the /tmp quota and the
+    // outbound guard count them.
+    let full = get(up.addr, "/tmp/rawfill?name=a&bytes=16384").await;
+    assert_eq!(full.text(), "wrote 8192: insufficient-space");
+    let denied = get(up.addr, "/fetch?url=http://127.0.0.1:9/").await;
+    assert_eq!(denied.text(), "error: DestinationIpProhibited");
+    let ok = get(up.addr, "/").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(get(up.addr, "/spin").await.status, 504);
+    assert_eq!(get(up.addr, "/tmp/count").await.status, 401);
+    let big = crate::support::send(
+        up.addr,
+        http::Request::post("/")
+            .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+                b'x';
+                2048
+            ])))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(big.status, 413);
+    let posted = crate::support::send(
+        up.addr,
+        http::Request::post("/echo")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"12345",
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(posted.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stderr = up.stderr.lock().unwrap().join("\n");
+    let access = |request_id: &str| -> String {
+        stderr
+            .lines()
+            .find(|l| l.contains("\"target\":\"micros::access\"") && l.contains(request_id))
+            .unwrap_or_else(|| panic!("no access line for {request_id} in:\n{stderr}"))
+            .to_string()
+    };
+    let line = access(ok.header("x-request-id").unwrap());
+    for field in [
+        "\"client\":\"127.0.0.1\"",
+        "\"method\":\"GET\"",
+        "\"path\":\"/\"",
+        "\"micro\":\"web\"",
+        "\"status\":200",
+        "\"bytes_in\":0",
+        "\"bytes_out\":18",
+        "\"outcome\":\"ok\"",
+        "\"auth\":\"public\"",
+        "\"duration_ms\":",
+        "\"timestamp\":",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    let line = access(posted.header("x-request-id").unwrap());
+    // Bytes in are the body the Micro read; the echo reads it all and sends it back.
+    assert!(line.contains("\"bytes_in\":5"), "{line}");
+    assert!(line.contains("\"bytes_out\":5"), "{line}");
+    assert!(line.contains("\"method\":\"POST\""), "{line}");
+    assert!(line.contains("\"micro\":\"echo\""), "{line}");
+    let count = |outcome: &str| {
+        stderr
+            .lines()
+            .filter(|l| {
+                l.contains("\"target\":\"micros::access\"")
+                    && l.contains(&format!("\"outcome\":\"{outcome}\""))
+            })
+            .count()
+    };
+    assert_eq!(
+        [
+            count("ok"),
+            count("timeout"),
+            count("auth"),
+            count("payload")
+        ],
+        [4, 1, 1, 1]
+    );
+    let admin = admin_addr(&up);
+    let metrics = get(admin, "/__space/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let text = metrics.text();
+    for line in [
+        "micros_requests_total{micro=\"web\",status=\"200\"} 1",
+        "micros_requests_total{micro=\"echo\",status=\"200\"} 1",
+        "micros_requests_total{micro=\"web\",status=\"413\"} 1",
+        "micros_requests_total{micro=\"spin\",status=\"504\"} 1",
+        "micros_requests_total{micro=\"tmp\",status=\"401\"} 1",
+        "micros_requests_total{micro=\"tmp\",status=\"200\"} 1",
+        "micros_request_duration_seconds_count{micro=\"web\"} 2",
+        "micros_limit_breaches_total{kind=\"timeout\"} 1",
+        "micros_limit_breaches_total{kind=\"payload\"} 1",
+        "micros_limit_breaches_total{kind=\"tmp\"} 1",
+        "micros_limit_breaches_total{kind=\"outbound\"} 1",
+        "micros_executions_in_flight{micro=\"spin\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing in:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("micros_resident_memory_bytes ") && !l.ends_with(" 0")),
+        "{text}"
+    );
+    assert_eq!(get(admin, "/").await.status, 404);
+    assert!(terminate(up).await.success());
+
+    // The metrics take no credentials: not on a public address unless the operator says so.
+    let (code, stderr) = run(&["up", app, "--admin", "0.0.0.0:0"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--admin 0.0.0.0:0: not a loopback address"),
         "{stderr}"
     );
 }

@@ -102,7 +102,10 @@ async fn keys_survive_a_restart() {
     let (dir, manifest) = crate::support::write_app(&[micro("web", guests::ENV).primary()]);
     let mut seen = Vec::new();
     for _ in 0..2 {
-        let config = micros::Config::default();
+        let config = micros::Config {
+            auth: micros::AuthMode::Off,
+            ..micros::Config::default()
+        };
         let app = micros::App::load(micros::Manifest::load(&manifest).unwrap(), &config).unwrap();
         let reply = app
             .handle(
