@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
@@ -70,7 +70,7 @@ pub struct Credentials {
 struct Cache {
     stamp: Option<Stamp>,
     /// `None` when the file could not be read or parsed: everything is refused until it can.
-    file: Option<AccessFile>,
+    file: Option<Arc<AccessFile>>,
 }
 
 /// Identifies one version of the file: it is always replaced whole (a new inode), and the time
@@ -190,12 +190,12 @@ impl Credentials {
     }
 
     /// The file as it is now, re-read if it changed; `None` if it is unreadable (logged).
-    fn current(&self) -> Option<AccessFile> {
+    fn current(&self) -> Option<Arc<AccessFile>> {
         let stamp = stamp(&self.path);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.stamp != stamp || cache.stamp.is_none() {
             cache.file = match self.load() {
-                Ok(file) => Some(file),
+                Ok(file) => Some(Arc::new(file)),
                 Err(error) => {
                     tracing::error!(
                         error.type = "credentials",
