@@ -12,7 +12,7 @@ use http::header::{AUTHORIZATION, COOKIE, HeaderValue};
 
 pub use store::{ACCESS_FILE, Credentials, KeyInfo};
 
-pub(crate) use login::{LOGIN_PATH, LOGOUT_PATH, login, logout};
+pub(crate) use login::{LOGIN_PATH, LOGOUT_PATH, login, logout, private_page};
 pub(crate) use store::Holder;
 
 use crate::manifest::Micro;

@@ -66,6 +66,17 @@ impl App {
             duration_ms = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
+        // A browser asking for a private page gets a link to the login page with its 401.
+        let wants_page = request.method() == http::Method::GET
+            && request
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/html"));
+        let original = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), ToString::to_string);
         let peer = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
         let mut record = access::AccessRecord {
             started,
@@ -122,13 +133,23 @@ impl App {
                 } else {
                     tracing::warn!(micro = micro.name(), request_id = %request_id, status = status.as_u16(), elapsed_ms, error.type = error.kind(), "request failed: {error}");
                 }
-                let text = format!("micro `{}`: {}\n", micro.name(), error.client_message());
+                let page = matches!(error, ExecutionError::Unauthorized) && wants_page;
+                let (text, content_type) = if page {
+                    (
+                        crate::auth::private_page(&original),
+                        "text/html; charset=utf-8",
+                    )
+                } else {
+                    (
+                        format!("micro `{}`: {}\n", micro.name(), error.client_message()),
+                        "text/plain; charset=utf-8",
+                    )
+                };
                 let mut response = Response::new(ResponseBody::full(text));
                 *response.status_mut() = status;
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
                 if matches!(error, ExecutionError::Unauthorized) {
                     response.headers_mut().insert(
                         WWW_AUTHENTICATE,

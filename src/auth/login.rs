@@ -26,6 +26,7 @@ const PAGE: &str = r#"<!doctype html>
 <h1>Log in</h1>
 <p>{message}</p>
 <form method="post" action="/__space/login">
+<input type="hidden" name="next" value="{next}">
 <label>Owner token<br><input name="token" type="password" autocomplete="current-password" required autofocus style="width:100%"></label>
 <p><button type="submit">Log in</button></p>
 </form>
@@ -47,18 +48,34 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     match *request.method() {
-        Method::GET | Method::HEAD => page(StatusCode::OK, "Enter the app's owner token."),
+        Method::GET | Method::HEAD => {
+            let next = request
+                .uri()
+                .query()
+                .and_then(|q| form_urlencoded(q.as_bytes(), "next"));
+            page(
+                StatusCode::OK,
+                "Enter the app's owner token.",
+                next.as_deref(),
+            )
+        }
         Method::POST => {
             let Ok(body) = Limited::new(request.into_body(), MAX_FORM).collect().await else {
-                return page(StatusCode::PAYLOAD_TOO_LARGE, "That form was too large.");
+                return page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "That form was too large.",
+                    None,
+                );
             };
             let body = body.to_bytes();
             let token = form_urlencoded(&body, "token").unwrap_or_default();
+            let next = form_urlencoded(&body, "next");
             if credentials.holder(&token, false) != Some(Holder::Owner) {
                 tracing::warn!(error.type = "auth", "login with a wrong owner token");
                 return page(
                     StatusCode::UNAUTHORIZED,
                     "That token is not the owner token.",
+                    next.as_deref(),
                 );
             }
             let mut cookie = format!(
@@ -68,9 +85,12 @@ where
                 cookie.push_str("; Secure");
             }
             tracing::info!("owner logged in");
-            redirect(&cookie)
+            redirect(
+                &cookie,
+                next.as_deref().filter(|n| is_local_path(n)).unwrap_or("/"),
+            )
         }
-        _ => page(StatusCode::METHOD_NOT_ALLOWED, "Use the form."),
+        _ => page(StatusCode::METHOD_NOT_ALLOWED, "Use the form.", None),
     }
 }
 
@@ -80,19 +100,38 @@ pub(crate) fn logout(secure: bool) -> Response<ResponseBody> {
     if secure {
         cookie.push_str("; Secure");
     }
-    let mut response = redirect(&cookie);
-    response
-        .headers_mut()
-        .insert(LOCATION, HeaderValue::from_static(LOGIN_PATH));
-    response
+    redirect(&cookie, LOGIN_PATH)
 }
 
-fn redirect(cookie: &str) -> Response<ResponseBody> {
+/// The page a browser gets for a private route: 401, and a link to the login page that comes
+/// back to `path`.
+pub(crate) fn private_page(path: &str) -> String {
+    let next: String =
+        percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).collect();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Private</title></head>\n\
+         <body style=\"font-family:sans-serif;max-width:28rem;margin:4rem auto\">\n\
+         <h1>This page is private</h1>\n\
+         <p><a href=\"{LOGIN_PATH}?next={next}\">Log in</a> with the app's owner token.</p>\n\
+         </body></html>\n"
+    )
+}
+
+/// Whether `next` is a path on this server (never `//host` or `/\\host`, which browsers take
+/// for another site): the login page only sends a browser back to its own app.
+fn is_local_path(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.chars().any(|c| c.is_control())
+}
+
+fn redirect(cookie: &str, location: &str) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(""));
     *response.status_mut() = StatusCode::SEE_OTHER;
-    response
-        .headers_mut()
-        .insert(LOCATION, HeaderValue::from_static("/"));
+    let location =
+        HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/"));
+    response.headers_mut().insert(LOCATION, location);
     if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().insert(SET_COOKIE, value);
     }
@@ -102,8 +141,10 @@ fn redirect(cookie: &str) -> Response<ResponseBody> {
     response
 }
 
-fn page(status: StatusCode, message: &str) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::full(PAGE.replace("{message}", message)));
+fn page(status: StatusCode, message: &str, next: Option<&str>) -> Response<ResponseBody> {
+    let next = html_escape(next.filter(|n| is_local_path(n)).unwrap_or("/"));
+    let text = PAGE.replace("{message}", message).replace("{next}", &next);
+    let mut response = Response::new(ResponseBody::full(text));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -118,6 +159,15 @@ fn page(status: StatusCode, message: &str) -> Response<ResponseBody> {
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
     );
     response
+}
+
+/// `text` safe inside HTML text and attribute values.
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 /// The value of `name` in an `application/x-www-form-urlencoded` body.
@@ -147,5 +197,23 @@ mod tests {
         );
         assert_eq!(form_urlencoded(b"tokens=1", "token"), None);
         assert_eq!(form_urlencoded(&[0xff, b'='], "token"), None);
+    }
+
+    #[test]
+    fn only_local_paths_are_followed_and_escaped() {
+        for ok in ["/", "/notes?x=1", "/a/b"] {
+            assert!(is_local_path(ok), "{ok}");
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "",
+            "/a\nb",
+        ] {
+            assert!(!is_local_path(bad), "{bad}");
+        }
+        assert_eq!(html_escape("/\"><script>"), "/&quot;&gt;&lt;script&gt;");
+        assert!(private_page("/a b?c").contains("href=\"/__space/login?next=%2Fa%20b%3Fc\""));
     }
 }

@@ -174,6 +174,32 @@ async fn the_login_page_sets_a_cookie_the_guest_never_sees() {
         &get(&server, "/", &[("cookie", "micros_owner=forged")]).await,
         "web",
     );
+    // A browser asking for a private page is sent to log in, and back to the page after.
+    let private = get(&server, "/notes?id=7", &[("accept", "text/html,*/*")]).await;
+    assert_eq!(private.status, 401);
+    assert_eq!(
+        private.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        private
+            .text()
+            .contains("<a href=\"/__space/login?next=%2Fnotes%3Fid%3D7\">Log in</a>"),
+        "{}",
+        private.text()
+    );
+    let form = get(&server, "/__space/login?next=%2Fnotes%3Fid%3D7", &[]).await;
+    assert!(
+        form.text()
+            .contains("<input type=\"hidden\" name=\"next\" value=\"/notes?id=7\">"),
+        "{}",
+        form.text()
+    );
+    let back = login(format!("token={token}&next=%2Fnotes%3Fid%3D7")).await;
+    assert_eq!(back.header("location"), Some("/notes?id=7"));
+    // Never to another site.
+    let elsewhere = login(format!("token={token}&next=%2F%2Fevil.example")).await;
+    assert_eq!(elsewhere.header("location"), Some("/"));
     let logout = get(&server, "/__space/logout", &[]).await;
     assert_eq!(logout.status, 303);
     assert_eq!(
