@@ -14,8 +14,20 @@ fn bench(c: &mut Criterion) {
         "v = 1\n[[micros]]\nname = \"web\"\nsrc = \"web\"\ncomponent = \"hello.wasm\"\npublic = true\n",
     )
     .expect("manifest");
-    let manifest = micros::Manifest::load(dir.path()).expect("manifest");
-    let app = micros::App::load(manifest, &micros::Config::default()).expect("app");
+    let load = |pooling: bool| {
+        let manifest = micros::Manifest::load(dir.path()).expect("manifest");
+        let config = micros::Config {
+            pooling,
+            state_dir: Some(
+                dir.path()
+                    .join(if pooling { "pooled" } else { "on-demand" }),
+            ),
+            ..micros::Config::default()
+        };
+        micros::App::load(manifest, &config).expect("app")
+    };
+    let app = load(true);
+    let on_demand = load(false);
     let request = || {
         http::Request::get("/")
             .header("host", "bench")
@@ -43,6 +55,17 @@ fn bench(c: &mut Criterion) {
                 .expect("body")
         })
     });
+    c.bench_function(
+        "hello, pooling off: the same, memory allocated per request",
+        |b| {
+            b.to_async(&runtime).iter(|| async {
+                let response = on_demand.handle(request()).await;
+                http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .expect("body")
+            })
+        },
+    );
 }
 
 criterion_group!(benches, bench);

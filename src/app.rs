@@ -47,10 +47,11 @@ impl App {
         manifest.check_files()?;
         check_env_settings(&manifest, config)?;
         let actions = crate::actions::resolve(&manifest, &config.actions)?;
-        let engine = Engine::new()?;
+        let engine = Engine::new(engine_size(config, manifest.micros.len()))?;
         let state = StateDir::open(config.state_dir_for(&manifest))?;
         let names: Vec<&str> = manifest.micros.iter().map(|m| m.name.as_str()).collect();
         let keys = state.keys(&names)?;
+        let cache = open_cache(&state);
         let hostname = config
             .hostname
             .clone()
@@ -65,6 +66,7 @@ impl App {
                 name,
                 &micro.component_path(&manifest),
                 &config.compile,
+                cache.as_ref(),
             )?;
             let mut env = vec![
                 (
@@ -153,22 +155,39 @@ impl App {
     }
 
     /// Checks an app without running it: the manifest's files, and every component compiled,
-    /// linked against the Micro world and pre-instantiated. Touches no state (keys, `/tmp`), so
-    /// it is safe beside a running instance of the same app.
+    /// linked against the Micro world and pre-instantiated. Of the state folder it touches only
+    /// the compile cache, which it fills (atomically), so it is safe beside a running instance
+    /// of the same app and makes the next start fast.
     pub fn check(manifest: &Manifest) -> anyhow::Result<()> {
-        Self::check_within(manifest, &CompileBudget::default())
+        Self::check_with(manifest, &Config::default())
     }
 
     /// [`App::check`] with the operator's compile budget.
     pub fn check_within(manifest: &Manifest, budget: &CompileBudget) -> anyhow::Result<()> {
+        Self::check_with(
+            manifest,
+            &Config {
+                compile: budget.clone(),
+                ..Config::default()
+            },
+        )
+    }
+
+    /// [`App::check`] with the operator's settings: the compile budget, the state folder and the
+    /// limits that shape compiled code (the memory limit), as `up` will use them.
+    pub fn check_with(manifest: &Manifest, config: &Config) -> anyhow::Result<()> {
         manifest.check_files()?;
-        let engine = Engine::new()?;
+        let engine = Engine::new(engine_size(config, 1))?;
+        let cache = StateDir::open(config.state_dir_for(manifest))
+            .ok()
+            .and_then(|state| open_cache(&state));
         for micro in &manifest.micros {
             sandbox::prepare(
                 &engine,
                 micro.name.as_str(),
                 &micro.component_path(manifest),
-                budget,
+                &config.compile,
+                cache.as_ref(),
             )?;
         }
         Ok(())
@@ -189,6 +208,38 @@ impl App {
     /// The app's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.inner.manifest
+    }
+}
+
+/// The app's compile cache, or none (said in the log) if it cannot be opened: compiling
+/// without it is slower, never wrong.
+fn open_cache(state: &StateDir) -> Option<crate::engine::CompileCache> {
+    match crate::engine::CompileCache::open(state) {
+        Ok(cache) => Some(cache),
+        Err(error) => {
+            tracing::warn!("compiling without the cache: {error:#}");
+            None
+        }
+    }
+}
+
+/// What the engine of an app with `micros` Micros is sized for. Pooled executions: every
+/// execution the limits allow at once, which HTTP/1.1 bounds by the connection cap (one request
+/// in flight per connection) plus the app's scheduled actions.
+fn engine_size(config: &Config, micros: usize) -> crate::engine::EngineSize {
+    let allowed = micros.saturating_mul(config.limits.max_in_flight);
+    let reachable = config
+        .front_door
+        .max_connections
+        .saturating_add(crate::manifest::MAX_ACTIONS_PER_APP);
+    crate::engine::EngineSize {
+        memory: config.limits.memory,
+        table_elements: config.limits.max_table_elements,
+        max_memories: u32::try_from(config.limits.max_memories).unwrap_or(u32::MAX),
+        max_tables: u32::try_from(config.limits.max_tables).unwrap_or(u32::MAX),
+        pooled_executions: config
+            .pooling
+            .then(|| u32::try_from(allowed.min(reachable)).unwrap_or(u32::MAX)),
     }
 }
 

@@ -193,6 +193,9 @@ pub struct Config {
     pub actions: Vec<ActionOverride>,
     /// Whether routes are private unless the manifest opens them (the default), or all open.
     pub auth: crate::auth::AuthMode,
+    /// Take each execution's memory, tables and instance from a pool reserved at load (the
+    /// default, and much faster) rather than allocating them per request.
+    pub pooling: bool,
     /// Keep what is in each Micro's `/tmp` instead of emptying it at load (for one-off runs,
     /// such as `micros trigger`, beside a running instance of the same app).
     pub keep_tmp: bool,
@@ -211,6 +214,7 @@ impl Default for Config {
             env: Vec::new(),
             actions: Vec::new(),
             auth: crate::auth::AuthMode::Required,
+            pooling: true,
             keep_tmp: false,
         }
     }

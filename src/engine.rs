@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use wasmtime::component::Component;
 
+mod cache;
+
+pub(crate) use cache::CompileCache;
+
 use crate::config::CompileBudget;
 
 /// How often the engine's epoch advances: the granularity of time limits, and how often a busy
@@ -24,11 +28,68 @@ pub struct Engine {
     _ticker: Arc<EpochTicker>,
 }
 
+/// Guard pages after each linear memory: with explicit bounds checks (the reservation is the
+/// memory limit, not 4 GiB) a guard still lets Cranelift fold small constant offsets.
+const MEMORY_GUARD: u64 = 32 * 1024 * 1024;
+/// Core instances pooled per execution: a Rust component has a handful; more are refused at the
+/// store's own limit, or wait for the pool (503) when many run at once.
+const CORE_INSTANCES_PER_EXECUTION: u32 = 8;
+/// Linear memories and tables pooled per execution: one or two each in a Rust component.
+const MEMORIES_PER_EXECUTION: u32 = 2;
+/// Bytes of runtime metadata one component instance may take in the pool (its functions,
+/// memories, tables, resources): generous enough for a component built from an interpreter.
+const COMPONENT_INSTANCE_SIZE: usize = 8 * 1024 * 1024;
+/// Bytes of runtime metadata one core instance may take in the pool.
+const CORE_INSTANCE_SIZE: usize = 2 * 1024 * 1024;
+
+/// What the engine is sized for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineSize {
+    /// Bytes one linear memory may grow to: the memory limit of an execution.
+    pub(crate) memory: u64,
+    /// Elements one table may hold.
+    pub(crate) table_elements: usize,
+    /// Memories one module may define: an execution's limit, so that a module past it is
+    /// refused at load rather than at every request.
+    pub(crate) max_memories: u32,
+    /// Tables one module may define, likewise.
+    pub(crate) max_tables: u32,
+    /// Executions in flight at once, all Micros together; `None` for no pool (each instance
+    /// allocated on demand).
+    pub(crate) pooled_executions: Option<u32>,
+}
+
 impl Engine {
-    /// Makes an engine for Micros: components, async calls and epoch interruption.
-    pub fn new() -> anyhow::Result<Self> {
+    /// Makes an engine for Micros: components, async calls, epoch interruption, and (unless
+    /// `size` says otherwise) the pooling allocator: the memory, tables, instance metadata and
+    /// stack of every execution come from slots reserved once, and a slot's memory is reset
+    /// copy-on-write instead of mapped anew, which is most of what a fresh sandbox costs.
+    pub(crate) fn new(size: EngineSize) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            // The reservation is the memory limit: a pool slot never needs more, and the address
+            // space of thousands of slots stays small.
+            .memory_reservation(size.memory.max(64 * 1024))
+            .memory_guard_size(MEMORY_GUARD);
+        if let Some(executions) = size.pooled_executions {
+            let executions = executions.max(1);
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_component_instances(executions)
+                .total_stacks(executions)
+                .total_core_instances(executions.saturating_mul(CORE_INSTANCES_PER_EXECUTION))
+                .total_memories(executions.saturating_mul(MEMORIES_PER_EXECUTION))
+                .total_tables(executions.saturating_mul(MEMORIES_PER_EXECUTION))
+                .max_memory_size(usize::try_from(size.memory).unwrap_or(usize::MAX))
+                .table_elements(size.table_elements)
+                .max_component_instance_size(COMPONENT_INSTANCE_SIZE)
+                .max_core_instance_size(CORE_INSTANCE_SIZE)
+                .max_memories_per_module(size.max_memories)
+                .max_tables_per_module(size.max_tables);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("failed to configure the wasmtime engine")?;
@@ -58,17 +119,31 @@ impl Engine {
         name: &str,
         path: &Path,
         budget: &CompileBudget,
+        cache: Option<&CompileCache>,
     ) -> anyhow::Result<Component> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("failed to read micro `{name}` from `{}`", path.display()))?;
+        if let Some(cache) = cache {
+            let started = Instant::now();
+            if let Some(component) = cache.load(&self.engine, &bytes) {
+                tracing::info!(
+                    micro = name,
+                    load_ms = started.elapsed().as_millis() as u64,
+                    "loaded from the compile cache"
+                );
+                return Ok(component);
+            }
+        }
+        let bytes = Arc::new(bytes);
         let engine = self.engine.clone();
         let (done, result) = std::sync::mpsc::channel();
         let rss_before = resident_bytes();
         let started = Instant::now();
+        let source = Arc::clone(&bytes);
         std::thread::Builder::new()
             .name(format!("micros-compile-{name}"))
             .spawn(move || {
-                let _ = done.send(Component::from_binary(&engine, &bytes));
+                let _ = done.send(Component::from_binary(&engine, &source));
             })
             .context("failed to start a compiler thread")?;
         let mut growth = 0;
@@ -105,6 +180,11 @@ impl Engine {
                         rss_growth_bytes = growth,
                         "compiled"
                     );
+                    if let Some(cache) = cache
+                        && let Err(error) = cache.store(&self.engine, &bytes, &component)
+                    {
+                        tracing::warn!(micro = name, "not cached: {error:#}");
+                    }
                     return Ok(component);
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}

@@ -156,7 +156,10 @@ impl App {
                         HeaderValue::from_static("Bearer realm=\"micros\""),
                     );
                 }
-                if matches!(error, ExecutionError::Overloaded { .. }) {
+                if matches!(
+                    error,
+                    ExecutionError::Overloaded { .. } | ExecutionError::PoolFull { .. }
+                ) {
                     response
                         .headers_mut()
                         .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));

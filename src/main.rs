@@ -39,6 +39,10 @@ enum Command {
         path: PathBuf,
         #[command(flatten)]
         compile: CompileArgs,
+        /// The state folder whose compile cache is filled (default: `.micros/` beside the
+        /// manifest).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Run each Micro's build `commands`.
     Build {
@@ -182,6 +186,10 @@ struct Up {
     /// Allow `--admin` on an address other than loopback (a private network you control).
     #[arg(long, requires = "admin")]
     admin_remote: bool,
+    /// Allocate each execution's memory and instances on demand instead of from the pool
+    /// reserved at load (slower; for comparison, or a host short of address space).
+    #[arg(long)]
+    no_pooling: bool,
     /// Open every route of every Micro to anyone: no owner token, no app keys. For local
     /// development only; said loudly in the log.
     #[arg(long)]
@@ -365,9 +373,18 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Check { path, compile } => {
+        Command::Check {
+            path,
+            compile,
+            state_dir,
+        } => {
             let manifest = Manifest::load(&path)?;
-            App::check_within(&manifest, &compile.into())?;
+            let config = Config {
+                compile: compile.into(),
+                state_dir,
+                ..Config::default()
+            };
+            App::check_with(&manifest, &config)?;
             eprintln!("ok: {} Micro(s) valid and compiled", manifest.micros.len());
             Ok(())
         }
@@ -548,6 +565,7 @@ async fn serve(up: Up) -> anyhow::Result<()> {
         env: up.env,
         actions: up.actions,
         auth,
+        pooling: !up.no_pooling,
         keep_tmp: false,
     };
     if auth == micros::AuthMode::Required {

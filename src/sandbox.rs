@@ -43,8 +43,9 @@ pub(crate) fn prepare(
     name: &str,
     path: &Path,
     budget: &CompileBudget,
+    cache: Option<&crate::engine::CompileCache>,
 ) -> anyhow::Result<ProxyPre<Host>> {
-    let component = engine.compile(name, path, budget)?;
+    let component = engine.compile(name, path, budget, cache)?;
     let mut linker = Linker::<Host>::new(engine.wasmtime());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)

@@ -13,7 +13,7 @@ impl ExecutionError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Reserved => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::PoolFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpgradeUnsupported => StatusCode::NOT_IMPLEMENTED,
@@ -40,7 +40,7 @@ impl ExecutionError {
             Self::RequestTooLarge { .. } | Self::ResponseTooLarge { .. } => "payload",
             Self::HandlesExceeded { .. } | Self::StoreLimit { .. } => "limit",
             Self::Trap(_) | Self::NoResponse | Self::GuestError(_) => "trap",
-            Self::Overloaded { .. } => "overloaded",
+            Self::Overloaded { .. } | Self::PoolFull { .. } => "overloaded",
             Self::BadRequest(_) | Self::Reserved | Self::UpgradeUnsupported => "rejected",
             Self::Aborted => "aborted",
             Self::Body(_) | Self::Setup(_) => "error",
@@ -63,6 +63,9 @@ impl ExecutionError {
             ),
             Self::Overloaded { limit } => {
                 format!("{limit} executions already in flight, the limit; retry shortly")
+            }
+            Self::PoolFull { what } => {
+                format!("the runtime's pool of {what} is in use; retry shortly")
             }
             Self::RequestTooLarge { limit } => {
                 format!("request body exceeds the limit of {limit} bytes")

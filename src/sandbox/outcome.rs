@@ -19,6 +19,13 @@ pub enum ExecutionError {
     /// an app key where the Micro takes none).
     #[error("no valid owner token or app key for a private route")]
     Unauthorized,
+    /// The engine's pool of execution slots (memories, instances, stacks) is in use to the
+    /// last one; retry shortly.
+    #[error("the pool of {what} is full")]
+    PoolFull {
+        /// What ran out, as wasmtime names it (`memories`, `fibers`...).
+        what: String,
+    },
     /// The Micro already has as many executions in flight as allowed; retry shortly.
     #[error("{limit} executions already in flight")]
     Overloaded {
@@ -100,6 +107,7 @@ impl ExecutionError {
             Self::Reserved => "reserved",
             Self::Unauthorized => "auth",
             Self::Overloaded { .. } => "overloaded",
+            Self::PoolFull { .. } => "pool_full",
             Self::RequestTimeout { .. } => "request_timeout",
             Self::RequestTooLarge { .. } => "request_too_large",
             Self::UpgradeUnsupported => "upgrade_unsupported",
@@ -128,7 +136,24 @@ pub(super) fn classify(
     memory_hit: bool,
     limits: &Limits,
 ) -> ExecutionError {
-    if memory_hit {
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        // `maximum concurrent limit of 8 for memories reached`
+        let text = full.to_string();
+        let what = text
+            .split_once(" for ")
+            .and_then(|(_, rest)| rest.strip_suffix(" reached"))
+            .unwrap_or("execution slots");
+        // wasmtime names its memory pool by stripe (`memory stripe 0`) and stacks `fibers`.
+        let what = if what.starts_with("memory") {
+            "memories"
+        } else if what == "fibers" {
+            "execution stacks"
+        } else {
+            what
+        }
+        .to_string();
+        ExecutionError::PoolFull { what }
+    } else if memory_hit {
         ExecutionError::MemoryExceeded {
             limit: limits.memory,
         }

@@ -223,10 +223,12 @@ async fn check_accepts_a_good_app_and_names_the_problem_in_a_bad_one() {
         (code, stderr.as_str()),
         (0, "ok: 1 Micro(s) valid and compiled\n")
     );
-    assert!(
-        !dir.path().join(".micros").exists(),
-        "check touches no state"
-    );
+    // Of the state folder, check touches only the compile cache: no keys, credentials or /tmp.
+    let state: Vec<String> = std::fs::read_dir(dir.path().join(".micros"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(state, ["cache"]);
 
     let (code, stderr) = run(&["check", "tests/manifests/two-primaries"]).await;
     assert_eq!(code, 1);
@@ -515,6 +517,11 @@ async fn compile_budget_obeyed_and_violated() {
         (code, stderr.as_str()),
         (0, "ok: 1 Micro(s) valid and compiled\n")
     );
+    // The budget applies to compiling: a component this runtime compiled (and cached) before
+    // loads without it, so the violations below start from an empty state folder each.
+    let (code, _) = run(&["check", app, "--compile-timeout", "1ms"]).await;
+    assert_eq!(code, 0);
+    std::fs::remove_dir_all(dir.path().join(".micros")).unwrap();
     let (code, stderr) = run(&["check", app, "--compile-timeout", "1ms"]).await;
     assert_eq!(code, 1);
     assert_eq!(
@@ -767,4 +774,46 @@ async fn access_log_and_metrics() {
         stderr.contains("--admin 0.0.0.0:0: not a loopback address"),
         "{stderr}"
     );
+}
+
+/// `micros check` fills the compile cache; `micros up` then loads from it instead of compiling,
+/// and a cached file that was tampered with is compiled again, never loaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_fills_the_compile_cache_and_up_uses_it() {
+    let (dir, _) = write_app(&[micro("web", guests::HELLO).primary().toml("public = true")]);
+    let app = dir.path().to_str().unwrap();
+    let (code, stderr) = run(&["check", app]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join(".micros/cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let up_once = || async {
+        let up = up_private(&[app]).await;
+        assert_eq!(get(up.addr, "/").await.text(), "hello from micros\n");
+        let stderr = up.stderr.lock().unwrap().join("\n");
+        assert!(terminate(up).await.success());
+        stderr
+    };
+    let stderr = up_once().await;
+    assert!(stderr.contains("loaded from the compile cache"), "{stderr}");
+    assert!(!stderr.contains("compile_ms"), "{stderr}");
+    let mut file = std::fs::read(&cached[0]).unwrap();
+    let middle = file.len() / 2;
+    file[middle] ^= 0xff;
+    std::fs::write(&cached[0], &file).unwrap();
+    let stderr = up_once().await;
+    assert!(
+        stderr.contains("has no valid seal: ignored, compiling again"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("compile_ms"), "{stderr}");
+    assert!(
+        !stderr.contains("loaded from the compile cache"),
+        "{stderr}"
+    );
+    // Compiled again, the cache holds a good copy once more.
+    assert!(up_once().await.contains("loaded from the compile cache"));
 }

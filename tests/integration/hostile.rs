@@ -30,13 +30,22 @@ async fn store_counts_obeyed() {
     }
 }
 
+/// With the pool (the default), a module declaring more memories than an execution may have can
+/// never run: it is refused at load, naming the limit. Tables and instances made one module
+/// instance at a time are counted as they are made: past the limit, the execution fails.
 #[tokio::test(flavor = "multi_thread")]
 async fn store_counts_violated_at_their_defaults() {
+    let (_dir, manifest) = write_app(&[micro("web", guests::MANY_MEMORIES).primary()]);
+    let Err(error) = App::load(Manifest::load(&manifest).unwrap(), &Config::default()) else {
+        panic!("a component past the memory count loaded");
+    };
+    let error = format!("{error:#}");
+    assert!(
+        error.contains("micro `web`")
+            && error.contains("defined memories count of 40 exceeds the per-instance limit of 32"),
+        "{error}"
+    );
     for (guest, text) in [
-        (
-            guests::MANY_MEMORIES,
-            "micro `web`: limit of 32 memories per execution exceeded\n",
-        ),
         (
             guests::MANY_TABLES,
             "micro `web`: limit of 256 tables per execution exceeded\n",
@@ -47,6 +56,29 @@ async fn store_counts_violated_at_their_defaults() {
         ),
     ] {
         let server = limited(guest, Limits::default()).await;
+        assert_error(&server.get("/").await, 500, text);
+        assert_healthy(&server).await;
+    }
+}
+
+/// Without the pool, every count is checked as the execution makes things: past a limit, 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_counts_violated_without_the_pool() {
+    for (guest, text) in [
+        (
+            guests::MANY_MEMORIES,
+            "micro `web`: limit of 32 memories per execution exceeded\n",
+        ),
+        (
+            guests::MANY_TABLES,
+            "micro `web`: limit of 256 tables per execution exceeded\n",
+        ),
+    ] {
+        let server = crate::support::serve_config(
+            &crate::limits::with_hello(micro("web", guest)),
+            |config| config.pooling = false,
+        )
+        .await;
         assert_error(&server.get("/").await, 500, text);
         assert_healthy(&server).await;
     }
@@ -127,4 +159,25 @@ fn an_import_the_runtime_lacks_is_refused_at_load() {
         panic!("a component importing an unknown interface loaded");
     };
     assert!(format!("{error:#}").contains("acme:backdoor/shell@1.0.0"));
+}
+
+/// The pool holds every execution the limits allow, two memories each: a component that needs
+/// more than its share can exhaust it, and then gets 503 (retry), never a crash or a hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_pool_gets_503_and_the_server_stays_fine() {
+    let limits = Limits {
+        max_memories: 40,
+        // Two Micros, one execution each: a pool of 2 executions, 4 memories.
+        max_in_flight: 1,
+        ..Limits::default()
+    };
+    let server = limited(guests::MANY_MEMORIES, limits).await;
+    let reply = server.get("/").await;
+    assert_error(
+        &reply,
+        503,
+        "micro `web`: the runtime's pool of memories is in use; retry shortly\n",
+    );
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_healthy(&server).await;
 }

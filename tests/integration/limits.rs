@@ -9,7 +9,7 @@ use micros_guests as guests;
 use crate::support::{Server, micro, serve, serve_with, short_limits};
 
 /// A benign Micro beside the one under test: it must keep answering.
-fn with_hello(spec: crate::support::MicroSpec) -> [crate::support::MicroSpec; 2] {
+pub(crate) fn with_hello(spec: crate::support::MicroSpec) -> [crate::support::MicroSpec; 2] {
     [spec.primary(), micro("hello", guests::HELLO).path("/hello")]
 }
 
