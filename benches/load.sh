@@ -130,3 +130,5 @@ for key in native micros nopool wasmtime; do
 done
 echo
 echo "micros: process start to first 200 (cache warm): ${MICROS_START_MS} ms; idle RSS ${MICROS_IDLE_RSS} MiB; after load ${MICROS_LOADED_RSS} MiB"
+awk -v a="$MICROS_LOADED_RSS" -v b="$MICROS_IDLE_RSS" -v c=$CONNECTIONS \
+  'BEGIN { printf "micros: memory per in-flight request, (after load - idle) / %d: %.2f MiB\n", c, (a - b) / c }'

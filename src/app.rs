@@ -273,3 +273,24 @@ fn check_env_settings(manifest: &Manifest, config: &Config) -> anyhow::Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_holds_what_the_limits_and_the_front_door_allow() {
+        let config = Config::default();
+        // One Micro: its 1024 executions.
+        assert_eq!(engine_size(&config, 1).pooled_executions, Some(1024));
+        // Five Micros could have 5120, but 4096 connections carry at most 4096 requests, plus
+        // the app's 25 actions.
+        assert_eq!(engine_size(&config, 5).pooled_executions, Some(4121));
+        let off = Config {
+            pooling: false,
+            ..Config::default()
+        };
+        assert_eq!(engine_size(&off, 5).pooled_executions, None);
+        assert_eq!(engine_size(&config, 1).memory, config.limits.memory);
+    }
+}
