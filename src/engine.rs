@@ -43,8 +43,9 @@ const COMPONENT_INSTANCE_SIZE: usize = 8 * 1024 * 1024;
 const CORE_INSTANCE_SIZE: usize = 2 * 1024 * 1024;
 
 /// Slots whose memory is given back to the kernel together: each give-back flushes the TLB of
-/// every core, so doing it for many slots at once saves most of that cost.
-const DECOMMIT_BATCH: usize = 16;
+/// every core, so doing it for many slots at once saves most of that cost (64 measured best,
+/// BENCHMARKS.md). wasmtime flushes a batch early when the pool runs short.
+const DECOMMIT_BATCH: usize = 64;
 /// Bytes at the start of a memory or table slot reset in place (zeroed) instead of given back
 /// to the kernel: cheaper for the small memories Micros touch per request.
 const KEEP_RESIDENT: usize = 128 * 1024;
