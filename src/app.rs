@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
-use crate::config::{CompileBudget, Config};
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::manifest::Manifest;
 use crate::sandbox::{self, Sandbox, SandboxSpec};
@@ -160,17 +160,6 @@ impl App {
     /// of the same app and makes the next start fast.
     pub fn check(manifest: &Manifest) -> anyhow::Result<()> {
         Self::check_with(manifest, &Config::default())
-    }
-
-    /// [`App::check`] with the operator's compile budget.
-    pub fn check_within(manifest: &Manifest, budget: &CompileBudget) -> anyhow::Result<()> {
-        Self::check_with(
-            manifest,
-            &Config {
-                compile: budget.clone(),
-                ..Config::default()
-            },
-        )
     }
 
     /// [`App::check`] with the operator's settings: the compile budget, the state folder and the

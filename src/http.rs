@@ -73,10 +73,12 @@ impl App {
                 .get(http::header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("text/html"));
-        let original = request
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_string(), ToString::to_string);
+        let original = wants_page.then(|| {
+            request
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), ToString::to_string)
+        });
         let peer = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
         let mut record = access::AccessRecord {
             started,
@@ -99,6 +101,14 @@ impl App {
         let result = match route {
             Route::Reserved(_) if request.uri().path() == crate::auth::LOGIN_PATH => {
                 let secure = self.via_tls(&request);
+                // The form's body is held to the same pace as any other: a stalled sender is cut.
+                let request = request.map(|body| {
+                    body::TimedBody::new(
+                        body,
+                        self.inner.front_door.body_read_timeout,
+                        Arc::clone(&record.bytes_in),
+                    )
+                });
                 Ok(crate::auth::login(request, &self.inner.credentials, secure)
                     .instrument(span.clone())
                     .await)
@@ -133,17 +143,15 @@ impl App {
                 } else {
                     tracing::warn!(micro = micro.name(), request_id = %request_id, status = status.as_u16(), elapsed_ms, error.type = error.kind(), "request failed: {error}");
                 }
-                let page = matches!(error, ExecutionError::Unauthorized) && wants_page;
-                let (text, content_type) = if page {
-                    (
-                        crate::auth::private_page(&original),
+                let (text, content_type) = match (&error, &original) {
+                    (ExecutionError::Unauthorized, Some(original)) => (
+                        crate::auth::private_page(original),
                         "text/html; charset=utf-8",
-                    )
-                } else {
-                    (
+                    ),
+                    _ => (
                         format!("micro `{}`: {}\n", micro.name(), error.client_message()),
                         "text/plain; charset=utf-8",
-                    )
+                    ),
                 };
                 let mut response = Response::new(ResponseBody::full(text));
                 *response.status_mut() = status;

@@ -60,12 +60,22 @@ where
             )
         }
         Method::POST => {
-            let Ok(body) = Limited::new(request.into_body(), MAX_FORM).collect().await else {
-                return page(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "That form was too large.",
-                    None,
-                );
+            let body = match Limited::new(request.into_body(), MAX_FORM).collect().await {
+                Ok(body) => body,
+                Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                    return page(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "That form was too large.",
+                        None,
+                    );
+                }
+                Err(_) => {
+                    return page(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "The form did not arrive.",
+                        None,
+                    );
+                }
             };
             let body = body.to_bytes();
             let token = form_urlencoded(&body, "token").unwrap_or_default();

@@ -41,7 +41,6 @@ pub(crate) struct BodyEnd {
 enum Kind {
     Guest {
         inner: HyperOutgoingBody,
-        sent: u64,
         limit: u64,
         outcome: Option<oneshot::Receiver<Result<(), ExecutionError>>>,
         /// Stops the execution if the body is dropped unfinished; `None` for a response that has
@@ -60,7 +59,6 @@ impl ResponseBody {
     ) -> Self {
         Self::new(Kind::Guest {
             inner,
-            sent: 0,
             limit,
             outcome: Some(outcome),
             execution,
@@ -154,11 +152,13 @@ impl Body for ResponseBody {
 }
 
 impl ResponseBody {
-    /// The next frame of the body, before it is counted.
+    /// The next frame of the body, before it is counted in `sent` (a guest's frame that would
+    /// take the body past its limit is an error instead).
     fn poll_inner(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ExecutionError>>> {
+        let sent = self.sent;
         match &mut self.kind {
             Kind::Full(bytes) => Poll::Ready(
                 bytes
@@ -168,24 +168,22 @@ impl ResponseBody {
             ),
             Kind::Guest {
                 inner,
-                sent,
                 limit,
                 outcome,
                 execution,
             } => {
                 if let Some(frame) = ready!(Pin::new(&mut *inner).poll_frame(cx)) {
                     let frame = frame.map_err(|e| ExecutionError::Body(e.to_string()))?;
-                    if let Some(data) = frame.data_ref() {
-                        *sent += data.len() as u64;
-                        if *sent > *limit {
-                            if let Some(execution) = execution {
-                                execution.abort();
-                            }
-                            *outcome = None;
-                            return Poll::Ready(Some(Err(ExecutionError::ResponseTooLarge {
-                                limit: *limit,
-                            })));
+                    if let Some(data) = frame.data_ref()
+                        && sent + data.len() as u64 > *limit
+                    {
+                        if let Some(execution) = execution {
+                            execution.abort();
                         }
+                        *outcome = None;
+                        return Poll::Ready(Some(Err(ExecutionError::ResponseTooLarge {
+                            limit: *limit,
+                        })));
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }

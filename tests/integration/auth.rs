@@ -2,6 +2,7 @@
 //! Micro takes them, public routes and their globs, and credentials never reaching a guest.
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use http_body_util::Full;
 use micros::{AuthMode, Credentials};
 use micros_guests as guests;
@@ -348,4 +349,41 @@ async fn without_auth_everything_is_open_and_credentials_still_taken() {
     assert_eq!(reply.status, 200);
     assert!(!reply.text().contains("authorization"));
     assert!(!reply.text().contains("x-space-app-key"));
+}
+
+/// The login form is held to the front door's limits: a form that stalls is cut at the body
+/// timeout (408), one past 4 KiB is refused (413).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_or_oversized_login_form_is_refused() {
+    let server = serve_config(&[micro("web", guests::HELLO).primary()], |config| {
+        config.auth = AuthMode::Required;
+        config.front_door.body_read_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let stalled = futures::stream::iter([Ok::<_, std::convert::Infallible>(
+        hyper::body::Frame::data(Bytes::from_static(b"token=")),
+    )])
+    .chain(futures::stream::pending());
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        send(
+            server.addr,
+            http::Request::post("/__space/login")
+                .body(http_body_util::StreamBody::new(stalled))
+                .unwrap(),
+        ),
+    )
+    .await
+    .expect("a stalled login form is cut, not waited for");
+    assert_eq!(reply.status, 408);
+    assert!(reply.text().contains("The form did not arrive."));
+    let big = send(
+        server.addr,
+        http::Request::post("/__space/login")
+            .body(Full::new(Bytes::from(vec![b'x'; 5000])))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(big.status, 413);
+    assert!(big.text().contains("That form was too large."));
 }
