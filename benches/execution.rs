@@ -1,71 +1,135 @@
-//! The per-execution cost, in process: one fresh store, instantiation and call of the hello guest,
-//! against the same request answered without a sandbox as a baseline in the same run.
+//! The per-execution cost, in process: a fresh store, instantiation and call of a guest for
+//! each request (hello, echo of 64 KiB, a 4 MiB write to `/tmp`), against the same request
+//! answered without a sandbox as a baseline in the same run. Built with
+//! `--features bench-unlimited`, each is also measured with the limits' machinery switched off,
+//! which is what the limits cost.
 
+use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt as _, Full};
+
+/// The allocator `micros` is served with, so that the figures are those of the binary.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Bytes the echo benchmark sends and receives.
+const ECHO_BYTES: usize = 64 * 1024;
+/// Bytes the `/tmp` benchmark writes.
+const TMP_BYTES: usize = 4 * 1024 * 1024;
+
+/// An app of one public Micro running `component`, loaded under `config` (its state folder
+/// inside `dir`, named `state`).
+fn app(dir: &std::path::Path, component: &str, state: &str, config: micros::Config) -> micros::App {
+    let app_dir = dir.join(state);
+    let src = app_dir.join("web");
+    std::fs::create_dir_all(&src).expect("src");
+    std::fs::copy(component, src.join("guest.wasm")).expect("copy guest");
+    std::fs::write(
+        app_dir.join("Spacefile.toml"),
+        "v = 1\n[[micros]]\nname = \"web\"\nsrc = \"web\"\ncomponent = \"guest.wasm\"\npublic = true\n",
+    )
+    .expect("manifest");
+    let manifest = micros::Manifest::load(&app_dir).expect("manifest");
+    let config = micros::Config {
+        state_dir: Some(app_dir.join("state")),
+        ..config
+    };
+    micros::App::load(manifest, &config).expect("app")
+}
+
+/// A request with `body` to `uri`.
+fn request(uri: &str, body: Bytes) -> http::Request<Full<Bytes>> {
+    http::Request::post(uri)
+        .header("host", "bench")
+        .header("content-length", body.len())
+        .body(Full::new(body))
+        .expect("request")
+}
+
+/// The variants every workload is measured in: limits on (as served), pooling off, and (in a
+/// `bench-unlimited` build) limits off.
+fn variants() -> Vec<(&'static str, micros::Config)> {
+    let served = ("", micros::Config::default());
+    let on_demand = (
+        ", pooling off",
+        micros::Config {
+            pooling: false,
+            ..micros::Config::default()
+        },
+    );
+    #[cfg(feature = "bench-unlimited")]
+    return vec![
+        served,
+        on_demand,
+        (
+            ", limits off",
+            micros::Config {
+                unlimited: true,
+                ..micros::Config::default()
+            },
+        ),
+    ];
+    #[cfg(not(feature = "bench-unlimited"))]
+    vec![served, on_demand]
+}
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let src = dir.path().join("web");
-    std::fs::create_dir_all(&src).expect("src");
-    std::fs::copy(micros_guests::HELLO, src.join("hello.wasm")).expect("copy hello");
-    std::fs::write(
-        dir.path().join("Spacefile.toml"),
-        "v = 1\n[[micros]]\nname = \"web\"\nsrc = \"web\"\ncomponent = \"hello.wasm\"\npublic = true\n",
-    )
-    .expect("manifest");
-    let load = |pooling: bool| {
-        let manifest = micros::Manifest::load(dir.path()).expect("manifest");
-        let config = micros::Config {
-            pooling,
-            state_dir: Some(
-                dir.path()
-                    .join(if pooling { "pooled" } else { "on-demand" }),
-            ),
-            ..micros::Config::default()
-        };
-        micros::App::load(manifest, &config).expect("app")
-    };
-    let app = load(true);
-    let on_demand = load(false);
-    let request = || {
-        http::Request::get("/")
-            .header("host", "bench")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .expect("request")
-    };
+    let echo_body = Bytes::from(vec![b'e'; ECHO_BYTES]);
+    let tmp_uri = format!("/fill?name=bench&bytes={TMP_BYTES}");
+
     // The baseline, measured in the same run: the same request answered natively, no sandbox.
     c.bench_function("baseline: native hello", |b| {
         b.to_async(&runtime).iter(|| async {
-            let request = request();
-            let response = http::Response::new(http_body_util::Full::new(
-                bytes::Bytes::from_static(b"hello from micros\n"),
-            ));
-            std::hint::black_box(request);
-            http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .expect("body")
+            std::hint::black_box(request("/", Bytes::new()));
+            let response =
+                http::Response::new(Full::new(Bytes::from_static(b"hello from micros\n")));
+            response.into_body().collect().await.expect("body")
         })
     });
-    c.bench_function("hello: new store + instantiate + call + body", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let response = app.handle(request()).await;
-            http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .expect("body")
-        })
-    });
-    c.bench_function(
-        "hello, pooling off: the same, memory allocated per request",
-        |b| {
-            b.to_async(&runtime).iter(|| async {
-                let response = on_demand.handle(request()).await;
-                http_body_util::BodyExt::collect(response.into_body())
+
+    let workloads: [(&str, &str, &str, &Bytes); 3] = [
+        ("hello", micros_guests::HELLO, "/", &Bytes::new()),
+        ("echo 64 KiB", micros_guests::ECHO, "/", &echo_body),
+        (
+            "/tmp write 4 MiB",
+            micros_guests::TMPFILL,
+            &tmp_uri,
+            &Bytes::new(),
+        ),
+    ];
+    for (index, (workload, component, uri, body)) in workloads.into_iter().enumerate() {
+        for (variant, config) in variants() {
+            let state = format!("{index}{}", variant.replace([' ', ','], ""));
+            let app = app(dir.path(), component, &state, config);
+            // One run outside the clock, which also proves the workload answers as it should.
+            let first = runtime.block_on(async {
+                let response = app.handle(request(uri, body.clone())).await;
+                assert_eq!(response.status(), 200, "{workload}{variant}");
+                response
+                    .into_body()
+                    .collect()
                     .await
                     .expect("body")
-            })
-        },
-    );
+                    .to_bytes()
+            });
+            match workload {
+                "echo 64 KiB" => assert_eq!(first.len(), ECHO_BYTES),
+                "/tmp write 4 MiB" => {
+                    assert_eq!(first, format!("wrote {TMP_BYTES}: ok").as_bytes())
+                }
+                _ => {}
+            }
+            c.bench_function(&format!("{workload}{variant}"), |b| {
+                b.to_async(&runtime).iter(|| async {
+                    let response = app.handle(request(uri, body.clone())).await;
+                    response.into_body().collect().await.expect("body")
+                })
+            });
+        }
+    }
 }
 
 criterion_group!(benches, bench);

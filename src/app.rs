@@ -229,6 +229,7 @@ fn engine_size(config: &Config, micros: usize) -> crate::engine::EngineSize {
         pooled_executions: config
             .pooling
             .then(|| u32::try_from(allowed.min(reachable)).unwrap_or(u32::MAX)),
+        enforce_limits: config.enforces_limits(),
     }
 }
 

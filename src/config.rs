@@ -199,6 +199,12 @@ pub struct Config {
     /// Keep what is in each Micro's `/tmp` instead of emptying it at load (for one-off runs,
     /// such as `micros trigger`, beside a running instance of the same app).
     pub keep_tmp: bool,
+    /// Benchmark builds only (feature `bench-unlimited`): run without the limits' machinery
+    /// (epoch interruption and the time limit, the memory limiter, the `/tmp` books, the payload
+    /// caps) to measure what it costs. Never for serving: a guest could run forever and fill
+    /// the disk.
+    #[cfg(feature = "bench-unlimited")]
+    pub unlimited: bool,
 }
 
 impl Default for Config {
@@ -216,11 +222,22 @@ impl Default for Config {
             auth: crate::auth::AuthMode::Required,
             pooling: true,
             keep_tmp: false,
+            #[cfg(feature = "bench-unlimited")]
+            unlimited: false,
         }
     }
 }
 
 impl Config {
+    /// Whether executions run under their limits: always, unless a benchmark build says
+    /// otherwise (`unlimited`).
+    pub(crate) fn enforces_limits(&self) -> bool {
+        #[cfg(feature = "bench-unlimited")]
+        return !self.unlimited;
+        #[cfg(not(feature = "bench-unlimited"))]
+        true
+    }
+
     /// The state folder for an app: `state_dir`, or `.micros/` beside its manifest.
     pub fn state_dir_for(&self, manifest: &Manifest) -> PathBuf {
         self.state_dir

@@ -25,7 +25,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 #[derive(Clone)]
 pub struct Engine {
     engine: wasmtime::Engine,
-    _ticker: Arc<EpochTicker>,
+    /// `None` only in a benchmark build with the limits switched off.
+    _ticker: Option<Arc<EpochTicker>>,
 }
 
 /// Guard pages after each linear memory: with explicit bounds checks (the reservation is the
@@ -49,6 +50,10 @@ const DECOMMIT_BATCH: usize = 64;
 /// Bytes at the start of a memory or table slot reset in place (zeroed) instead of given back
 /// to the kernel: cheaper for the small memories Micros touch per request.
 const KEEP_RESIDENT: usize = 128 * 1024;
+/// The same where the kernel can say which pages a request wrote (Linux 6.7+ `PAGEMAP_SCAN`):
+/// only those are reset, so a larger window costs nothing for pages left alone, and covers the
+/// stack, data and first heap pages of a typical guest (a Rust guest's stack alone is 1 MiB).
+const KEEP_RESIDENT_SCANNED: usize = 4 * 1024 * 1024;
 
 /// What the engine is sized for.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +70,9 @@ pub(crate) struct EngineSize {
     /// Executions in flight at once, all Micros together; `None` for no pool (each instance
     /// allocated on demand).
     pub(crate) pooled_executions: Option<u32>,
+    /// Whether executions run under their limits: always, except in a benchmark build that
+    /// measures what the limits cost (`Config::unlimited`).
+    pub(crate) enforce_limits: bool,
 }
 
 impl Engine {
@@ -76,7 +84,7 @@ impl Engine {
         let mut config = wasmtime::Config::new();
         config
             .wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(size.enforce_limits)
             .memory_init_cow(true)
             // The reservation is the memory limit: a pool slot never needs more, and the address
             // space of thousands of slots stays small.
@@ -96,19 +104,34 @@ impl Engine {
                 .max_core_instance_size(CORE_INSTANCE_SIZE)
                 .max_memories_per_module(size.max_memories)
                 .max_tables_per_module(size.max_tables)
-                .decommit_batch_size(DECOMMIT_BATCH)
-                .linear_memory_keep_resident(KEEP_RESIDENT)
-                .table_keep_resident(KEEP_RESIDENT);
+                .decommit_batch_size(DECOMMIT_BATCH);
+            let keep_resident = if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+                pool.pagemap_scan(wasmtime::Enabled::Yes);
+                KEEP_RESIDENT_SCANNED
+            } else {
+                KEEP_RESIDENT
+            };
+            pool.linear_memory_keep_resident(keep_resident)
+                .table_keep_resident(keep_resident);
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("failed to configure the wasmtime engine")?;
-        let ticker = EpochTicker::start(engine.clone())?;
+        let ticker = if size.enforce_limits {
+            Some(Arc::new(EpochTicker::start(engine.clone())?))
+        } else {
+            None
+        };
         Ok(Self {
             engine,
-            _ticker: Arc::new(ticker),
+            _ticker: ticker,
         })
+    }
+
+    /// Whether executions run under their limits (see [`EngineSize::enforce_limits`]).
+    pub(crate) fn enforces_limits(&self) -> bool {
+        self._ticker.is_some()
     }
 
     /// The wasmtime engine.

@@ -8,8 +8,11 @@ mod outcome;
 mod output;
 mod quota;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -18,6 +21,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -53,7 +57,9 @@ pub(crate) fn prepare(
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
         .context("failed to link wasi:http")?;
-    filesystem::add_to_linker(&mut linker).context("failed to link the /tmp quota")?;
+    if engine.enforces_limits() {
+        filesystem::add_to_linker(&mut linker).context("failed to link the /tmp quota")?;
+    }
     let pre = linker
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)
@@ -104,8 +110,11 @@ pub(crate) struct Sandbox {
     engine: Engine,
     pre: ProxyPre<Host>,
     env: Vec<(String, String)>,
-    root: PathBuf,
-    tmp: PathBuf,
+    /// The Micro's folders as the guest sees them (`/` read-only, `/tmp` writable), opened once
+    /// at load: every store shares the two handles instead of opening the paths again (about 5%
+    /// of a request's CPU, BENCHMARKS.md). A directory handle carries no state of its own that
+    /// one execution could leave for the next: reads and writes go to files opened under it.
+    preopens: WasiFilesystemCtx,
     /// Where this Micro's outbound HTTP may go.
     outbound: Arc<OutboundPolicy>,
     /// The books of `tmp`, shared by every execution of this Micro.
@@ -138,13 +147,13 @@ impl Sandbox {
             TmpQuota::load(&spec.tmp, spec.limits.tmp_bytes, spec.limits.tmp_entries)
                 .with_context(|| format!("micro `{}`: cannot count its /tmp", spec.name))?;
         tmp_quota.count_refusals_in(spec.tmp_refusals);
+        let preopens = open_folders(&spec.name, &spec.root, &spec.tmp)?;
         Ok(Self {
             name: spec.name,
             engine: engine.clone(),
             pre,
             env: spec.env,
-            root: spec.root,
-            tmp: spec.tmp,
+            preopens,
             tmp_quota: Arc::new(tmp_quota),
             outbound: Arc::new(spec.outbound),
             in_flight: Arc::new(Semaphore::new(spec.limits.max_in_flight)),
@@ -162,15 +171,15 @@ impl Sandbox {
         &self.limits
     }
 
-    /// The one place a store is made: environment, filesystem, output capture, no sockets, the
-    /// memory limiter, and an epoch deadline that yields to other tasks every tick and traps
+    /// The one place a store is made: environment, the folders opened at load, output capture,
+    /// no sockets, the memory limiter, and an epoch deadline that yields to other tasks every tick and traps
     /// once `deadline` has passed.
     fn new_store(
         &self,
         deadline: Instant,
         stdout: GuestOutput,
         stderr: GuestOutput,
-    ) -> anyhow::Result<Store<Host>> {
+    ) -> Store<Host> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
             .stdout(stdout)
@@ -179,24 +188,6 @@ impl Sandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
-        wasi.preopened_dir(&self.root, "/", FsPerms::ReadOnly)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "failed to open `{}` for micro `{}`",
-                    self.root.display(),
-                    self.name
-                )
-            })?;
-        wasi.preopened_dir(&self.tmp, "/tmp", FsPerms::ReadWrite)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "failed to open `{}` for micro `{}`",
-                    self.tmp.display(),
-                    self.name
-                )
-            })?;
         let host = Host {
             _engine: self.engine.clone(),
             table: {
@@ -204,13 +195,20 @@ impl Sandbox {
                 table.set_max_capacity(self.limits.max_handles);
                 table
             },
-            wasi: wasi.build(),
+            wasi: {
+                let mut wasi = wasi.build();
+                *wasi.filesystem() = self.preopens.clone();
+                wasi
+            },
             http: WasiHttpCtx::new(),
             limiter: MemoryLimiter::new(&self.limits),
             tmp: TmpFiles::new(Arc::clone(&self.tmp_quota)),
             outbound: OutboundHooks::new(Arc::clone(&self.outbound)),
         };
         let mut store = Store::new(self.engine.wasmtime(), host);
+        if !self.engine.enforces_limits() {
+            return store;
+        }
         store.limiter(|host| &mut host.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -220,7 +218,24 @@ impl Sandbox {
                 UpdateDeadline::Yield(1)
             })
         });
-        Ok(store)
+        store
+    }
+
+    /// The most bytes a request body may have: the limit, or none at all in a benchmark build
+    /// with the limits off.
+    pub(crate) fn request_cap(&self) -> Option<u64> {
+        self.engine
+            .enforces_limits()
+            .then_some(self.limits.request_body)
+    }
+
+    /// The most bytes a response body may have, likewise.
+    fn response_cap(&self) -> u64 {
+        if self.engine.enforces_limits() {
+            self.limits.response_body
+        } else {
+            u64::MAX
+        }
     }
 
     /// Executions running now.
@@ -233,9 +248,10 @@ impl Sandbox {
     /// Runs one request through the Micro's `wasi:http` handler in a fresh store.
     ///
     /// Returns once the response head is known. The body streams afterwards and fails (rather
-    /// than ending early) if the execution does. The execution runs in its own task so requests
-    /// use every core; it is bounded by the time limit twice over: the epoch deadline stops a
-    /// guest spinning in wasm, and a timer around the whole task stops one blocked in a host call.
+    /// than ending early) if the execution does. The execution runs on the caller's task until
+    /// the head is known, then (if it is not done yet) on a task of its own. It is bounded by the
+    /// time limit twice over: the epoch deadline stops a guest spinning in wasm, and a timer
+    /// around the whole execution stops one blocked in a host call.
     pub(crate) async fn handle<B>(
         &self,
         request: http::Request<B>,
@@ -257,10 +273,8 @@ impl Sandbox {
         let limit = self.limits.execution_time;
         let deadline = started + limit;
         let (stdout, stderr, log) = GuestOutput::pair(&self.name, self.limits.guest_output);
-        let mut store = self
-            .new_store(deadline, stdout, stderr)
-            .map_err(|e| setup_error(&e))?;
-        let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+        let mut store = self.new_store(deadline, stdout, stderr);
+        let (head_tx, mut head_rx) = tokio::sync::oneshot::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
         let request = http
@@ -271,6 +285,7 @@ impl Sandbox {
             .map_err(|e| setup_error(&anyhow::Error::from(e)))?;
         let pre = self.pre.clone();
         let limits = self.limits.clone();
+        let timed = self.engine.enforces_limits();
 
         let execution = async move {
             let run = async {
@@ -280,7 +295,12 @@ impl Sandbox {
                     .call_handle(&mut store, request, out)
                     .await
             };
-            let result = match tokio::time::timeout_at(deadline.into(), run).await {
+            let ran = if timed {
+                tokio::time::timeout_at(deadline.into(), run).await
+            } else {
+                Ok(run.await)
+            };
+            let result = match ran {
                 Ok(Ok(())) => Ok(()),
                 Err(_elapsed) => Err(ExecutionError::Timeout { limit }),
                 Ok(Err(error)) => Err(classify(&error, store.data().limiter.was_hit(), &limits)),
@@ -297,48 +317,82 @@ impl Sandbox {
             let _ = done_tx.send(result);
             drop(permit);
         };
-        let task = tokio::spawn(execution.in_current_span());
-        // If the caller goes away before the head (the client closed the connection), the
-        // execution is abandoned work: stop it rather than let it run to the time limit.
-        let mut guard = AbortOnDrop(Some(task.abort_handle()));
+        // The execution runs on the caller's task until the head is known: a small response is
+        // usually complete by then, and running it here saves two hand-offs between threads per
+        // request (the largest cost measured in BENCHMARKS.md). Dropping this future before the
+        // head (the client went away) drops the execution with it, which stops it.
+        let mut execution: Option<Execution> = Some(Box::pin(execution.in_current_span()));
+        let head = std::future::poll_fn(|cx| {
+            if let Poll::Ready(head) = Pin::new(&mut head_rx).poll(cx) {
+                return Poll::Ready(head.ok());
+            }
+            if let Some(running) = &mut execution
+                && running.as_mut().poll(cx).is_ready()
+            {
+                execution = None;
+                // The store, and the head's sender in it, is gone: the channel holds its answer.
+                return Poll::Ready(match Pin::new(&mut head_rx).poll(cx) {
+                    Poll::Ready(head) => head.ok(),
+                    Poll::Pending => None,
+                });
+            }
+            Poll::Pending
+        })
+        .await;
 
-        match head_rx.await {
-            Ok(Ok(response)) => {
+        match head {
+            Some(Ok(response)) => {
                 let declared = response
                     .headers()
                     .get(http::header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
-                if declared.is_some_and(|len| len > self.limits.response_body) {
+                let cap = self.response_cap();
+                if declared.is_some_and(|len| len > cap) {
                     return Err(ExecutionError::ResponseTooLarge {
                         limit: self.limits.response_body,
                     });
                 }
-                // From here the body owns the execution: dropping it unfinished stops it.
-                let abort = guard.0.take();
+                // Still running (a body larger than its channel, a guest working after the head):
+                // the rest goes to a task of its own, so the time limit holds even while the
+                // client reads slowly. From here the body owns it: dropping the body unfinished
+                // stops it, unless the response has no body to send (HEAD, 204, 304).
                 let bodiless = is_head || matches!(response.status().as_u16(), 204 | 304);
+                let abort = execution.map(|rest| tokio::spawn(rest).abort_handle());
                 let abort = if bodiless { None } else { abort };
-                Ok(response.map(|body| {
-                    ResponseBody::guest(body, self.limits.response_body, done_rx, abort)
-                }))
+                Ok(response.map(|body| ResponseBody::guest(body, cap, done_rx, abort)))
             }
-            Ok(Err(code)) => Err(ExecutionError::GuestError(format!("{code:?}"))),
-            Err(_) => match done_rx.await {
-                Ok(Err(error)) => Err(error),
-                Ok(Ok(())) => Err(ExecutionError::NoResponse),
-                Err(_) => Err(ExecutionError::Aborted),
-            },
+            Some(Err(code)) => Err(ExecutionError::GuestError(format!("{code:?}"))),
+            None => {
+                // No head (the guest dropped its outparam): the outcome says why, once the
+                // execution has ended.
+                if let Some(rest) = execution {
+                    rest.await;
+                }
+                match done_rx.await {
+                    Ok(Err(error)) => Err(error),
+                    Ok(Ok(())) => Err(ExecutionError::NoResponse),
+                    Err(_) => Err(ExecutionError::Aborted),
+                }
+            }
         }
     }
 }
 
-/// Aborts an execution when dropped, unless its handle was taken.
-struct AbortOnDrop(Option<tokio::task::AbortHandle>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            handle.abort();
-        }
+/// Opens a Micro's folders as its guests see them: `root` read-only as `/`, `tmp` writable as
+/// `/tmp`.
+fn open_folders(name: &str, root: &Path, tmp: &Path) -> anyhow::Result<WasiFilesystemCtx> {
+    let mut wasi = WasiCtxBuilder::new();
+    for (path, guest, perms) in [
+        (root, "/", FsPerms::ReadOnly),
+        (tmp, "/tmp", FsPerms::ReadWrite),
+    ] {
+        wasi.preopened_dir(path, guest, perms)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to open `{}` for micro `{name}`", path.display()))?;
     }
+    Ok(wasi.build().filesystem().clone())
 }
+
+/// An execution in progress: instantiation, the handler call and the report of its outcome.
+type Execution = Pin<Box<dyn Future<Output = ()> + Send>>;

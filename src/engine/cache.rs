@@ -143,6 +143,7 @@ mod tests {
             max_memories: 1,
             max_tables: 1,
             pooled_executions: None,
+            enforce_limits: true,
         })
         .unwrap()
     }

@@ -365,3 +365,29 @@ async fn the_guest_sees_who_called_and_nothing_forged() {
     );
     assert!(seen.contains("\nx-real-ip: 203.0.113.7\n"), "{seen}");
 }
+
+/// Every execution starts from fresh memory, whether its pool slot is reset in place or given
+/// back to the kernel, one after another and many at once: no count, data, stack or heap of a
+/// past execution is ever seen.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_execution_sees_what_a_past_one_left_in_memory() {
+    const FRESH: &str = "count=0 text=initial contents stack=0 heap=0\n";
+    for pooling in [true, false] {
+        let server = crate::support::serve_config(&[micro("web", guests::FRESH).primary()], |c| {
+            c.pooling = pooling
+        })
+        .await;
+        // One at a time the pool hands the same slot back: its reset is what is tested.
+        for mib in [8, 1, 0, 8, 2] {
+            for _ in 0..5 {
+                let reply = server.get(&format!("/?mib={mib}")).await;
+                assert_eq!(reply.status, 200);
+                assert_eq!(reply.text(), FRESH, "pooling {pooling}, {mib} MiB");
+            }
+        }
+        let replies = futures::future::join_all((0..16).map(|_| server.get("/"))).await;
+        for reply in replies {
+            assert_eq!(reply.text(), FRESH, "pooling {pooling}, at once");
+        }
+    }
+}

@@ -268,8 +268,10 @@ async fn tmp_quota_is_shared_by_concurrent_executions() {
         .into_iter()
         .map(|reply| reply.text())
         .collect();
+    // At most three whole fills fit; how many finish depends on how the writes interleave
+    // (when all eight advance together, each is refused part way and none finishes).
     let whole = answers.iter().filter(|a| *a == "wrote 300000: ok").count();
-    assert!((1..=3).contains(&whole), "{answers:?}");
+    assert!(whole <= 3, "{answers:?}");
     assert!(
         answers
             .iter()

@@ -13,6 +13,12 @@ mod flags;
 
 use flags::{CompileArgs, FrontDoorArgs, LimitArgs, OutboundArgs};
 
+/// The allocator of the binary (feature `mimalloc`, on by default): fewer CPU cycles per request
+/// than the system's (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Run small server apps (Micros) as sandboxed WebAssembly components.
 #[derive(Parser)]
 #[command(name = "micros", version)]
@@ -362,7 +368,9 @@ async fn serve(up: Up) -> anyhow::Result<()> {
         actions: up.actions,
         auth,
         pooling: !up.no_pooling,
-        keep_tmp: false,
+        // Everything else as by default: in particular the CLI never switches the limits off,
+        // whatever features it was built with.
+        ..Config::default()
     };
     if auth == micros::AuthMode::Required {
         let state = micros::state::StateDir::open(config.state_dir_for(&manifest))?;
