@@ -5,7 +5,7 @@
 //! which is what the limits cost.
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http_body_util::{BodyExt as _, Full};
 
 /// The allocator `micros` is served with, so that the figures are those of the binary.
@@ -132,5 +132,91 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// What the limits cost, as a ratio measured robustly on a noisy machine: each workload runs in
+/// rounds that alternate between limits on and off (the order flipping every round), and the
+/// median of the rounds' ratios is printed. Criterion's figures above measure one variant after
+/// the other, so a slow phase of the machine (disk writeback under the `/tmp` workload) lands on
+/// one of them only.
+#[cfg(feature = "bench-unlimited")]
+fn limits_cost() {
+    /// Rounds per workload; each gives one ratio.
+    const ROUNDS: usize = 21;
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let echo_body = Bytes::from(vec![b'e'; ECHO_BYTES]);
+    let tmp_uri = format!("/fill?name=bench&bytes={TMP_BYTES}");
+    let workloads: [(&str, &str, &str, &Bytes, u32); 3] = [
+        ("hello", micros_guests::HELLO, "/", &Bytes::new(), 2000),
+        ("echo 64 KiB", micros_guests::ECHO, "/", &echo_body, 400),
+        (
+            "/tmp write 4 MiB",
+            micros_guests::TMPFILL,
+            &tmp_uri,
+            &Bytes::new(),
+            20,
+        ),
+    ];
+    println!("\nwhat the limits cost (median of {ROUNDS} alternating rounds):");
+    for (index, (workload, component, uri, body, requests)) in workloads.into_iter().enumerate() {
+        let on = app(
+            dir.path(),
+            component,
+            &format!("on{index}"),
+            micros::Config::default(),
+        );
+        let off = app(
+            dir.path(),
+            component,
+            &format!("off{index}"),
+            micros::Config {
+                unlimited: true,
+                ..micros::Config::default()
+            },
+        );
+        let time = |app: &micros::App| {
+            let started = std::time::Instant::now();
+            runtime.block_on(async {
+                for _ in 0..requests {
+                    let response = app.handle(request(uri, body.clone())).await;
+                    let status = response.status();
+                    let body = response.into_body().collect().await.expect("body");
+                    assert_eq!(status, 200, "{workload}: {:?}", body.to_bytes());
+                }
+            });
+            started.elapsed().as_secs_f64() / f64::from(requests)
+        };
+        time(&on);
+        time(&off);
+        let mut ratios: Vec<f64> = (0..ROUNDS)
+            .map(|round| {
+                let (on, off) = if round % 2 == 0 {
+                    (time(&on), time(&off))
+                } else {
+                    let off = time(&off);
+                    (time(&on), off)
+                };
+                on / off
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ROUNDS / 2];
+        println!(
+            "  {workload:<18} limits on / off = {median:.3} ({:+.1}%; rounds from {:.3} to {:.3})",
+            (median - 1.0) * 100.0,
+            ratios[0],
+            ratios[ROUNDS - 1]
+        );
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    // Not when the benchmarks only run once to be tested (`cargo test --benches`) or listed.
+    #[cfg(feature = "bench-unlimited")]
+    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+        limits_cost();
+    }
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -331,10 +331,9 @@ impl Sandbox {
             {
                 execution = None;
                 // The store, and the head's sender in it, is gone: the channel holds its answer.
-                return Poll::Ready(match Pin::new(&mut head_rx).poll(cx) {
-                    Poll::Ready(head) => head.ok(),
-                    Poll::Pending => None,
-                });
+                // Read without `poll`, which may say "not yet" when the task has used up its
+                // tokio budget: the answer is there, and this is the only chance to read it.
+                return Poll::Ready(head_rx.try_recv().ok());
             }
             Poll::Pending
         })
