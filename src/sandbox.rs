@@ -172,8 +172,8 @@ impl Sandbox {
     }
 
     /// The one place a store is made: environment, the folders opened at load, output capture,
-    /// no sockets, the memory limiter, and an epoch deadline that yields to other tasks every tick and traps
-    /// once `deadline` has passed.
+    /// no sockets, the memory limiter, and an epoch deadline that yields to other tasks every
+    /// tick and traps once `deadline` has passed.
     fn new_store(
         &self,
         deadline: Instant,
