@@ -111,8 +111,10 @@ impl Engine {
             } else {
                 KEEP_RESIDENT
             };
+            // Tables stay at the small window: 128 KiB of a table is 16,384 function references,
+            // more than a Micro's tables hold, and a wider window is scanned for nothing.
             pool.linear_memory_keep_resident(keep_resident)
-                .table_keep_resident(keep_resident);
+                .table_keep_resident(KEEP_RESIDENT);
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = wasmtime::Engine::new(&config)
