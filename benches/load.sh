@@ -12,23 +12,8 @@ RUNS=${2:-3}
 CONNECTIONS=32
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
-echo "== building (release)" >&2
-cargo build --release --quiet --bin micros --example native_hello
-rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release --quiet --target wasm32-wasip2 --manifest-path guests/Cargo.toml \
-  -p hello --target-dir target/bench-guests
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/app/web"
-cp target/bench-guests/wasm32-wasip2/release/hello.wasm "$work/app/web/hello.wasm"
-cat > "$work/app/Spacefile.toml" <<'TOML'
-v = 1
-[[micros]]
-name = "web"
-src = "web"
-component = "hello.wasm"
-public = true
-TOML
+. benches/hello-app.sh
+hello_app --example native_hello
 
 # Starts a server in the background; waits for its first 200; sets PID and URL, and START_MS
 # (process start to first 200).

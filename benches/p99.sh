@@ -16,23 +16,8 @@ command -v wasmtime >/dev/null && wasmtime --version | grep -q '^wasmtime 48\.' 
   exit 1
 }
 
-echo "== building (release)" >&2
-cargo build --release --quiet --bin micros
-rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release --quiet --target wasm32-wasip2 --manifest-path guests/Cargo.toml \
-  -p hello --target-dir target/bench-guests
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/app/web"
-cp target/bench-guests/wasm32-wasip2/release/hello.wasm "$work/app/web/hello.wasm"
-cat > "$work/app/Spacefile.toml" <<'TOML'
-v = 1
-[[micros]]
-name = "web"
-src = "web"
-component = "hello.wasm"
-public = true
-TOML
+. benches/hello-app.sh
+hello_app
 
 target/release/micros check "$work/app" 2>/dev/null
 target/release/micros up "$work/app" --listen 127.0.0.1:0 2>"$work/micros.log" &

@@ -26,7 +26,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct Engine {
     engine: wasmtime::Engine,
     /// `None` only in a benchmark build with the limits switched off.
-    _ticker: Option<Arc<EpochTicker>>,
+    ticker: Option<Arc<EpochTicker>>,
 }
 
 /// Guard pages after each linear memory: with explicit bounds checks (the reservation is the
@@ -125,15 +125,12 @@ impl Engine {
         } else {
             None
         };
-        Ok(Self {
-            engine,
-            _ticker: ticker,
-        })
+        Ok(Self { engine, ticker })
     }
 
     /// Whether executions run under their limits (see [`EngineSize::enforce_limits`]).
     pub(crate) fn enforces_limits(&self) -> bool {
-        self._ticker.is_some()
+        self.ticker.is_some()
     }
 
     /// The wasmtime engine.

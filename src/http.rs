@@ -221,7 +221,8 @@ impl App {
         tracing::Span::current().record("auth", label.as_str());
         record.auth = Some(label);
         let sandbox = &self.inner.micros[index];
-        let limit = sandbox.request_cap().unwrap_or(u64::MAX);
+        let cap = sandbox.request_cap();
+        let limit = cap.unwrap_or(u64::MAX);
         if request.headers().contains_key(UPGRADE) {
             return Err(ExecutionError::UpgradeUnsupported);
         }
@@ -265,7 +266,7 @@ impl App {
             self.inner.front_door.body_read_timeout,
             Arc::clone(&record.bytes_in),
         );
-        let body: GuestBody = if sandbox.request_cap().is_none() {
+        let body: GuestBody = if cap.is_none() {
             // A benchmark build with the limits off: the body as it comes.
             body.map_err(guest_body_error).boxed_unsync()
         } else if declared.is_some() || body.is_end_stream() {

@@ -102,24 +102,8 @@ async fn keys_survive_a_restart() {
     let (dir, manifest) = crate::support::write_app(&[micro("web", guests::ENV).primary()]);
     let mut seen = Vec::new();
     for _ in 0..2 {
-        let config = micros::Config {
-            auth: micros::AuthMode::Off,
-            ..micros::Config::default()
-        };
-        let app = micros::App::load(micros::Manifest::load(&manifest).unwrap(), &config).unwrap();
-        let reply = app
-            .handle(
-                http::Request::get("/")
-                    .header("host", "x")
-                    .body(http_body_util::Empty::<bytes::Bytes>::new())
-                    .unwrap(),
-            )
-            .await;
-        let body = http_body_util::BodyExt::collect(reply.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        let text = String::from_utf8(body.to_vec()).unwrap();
+        let app = crate::support::load_open(&manifest);
+        let (_, text) = crate::support::handle_get(&app, "/").await;
         seen.push(
             text.lines()
                 .find(|l| l.starts_with("DETA_PROJECT_KEY="))
@@ -394,31 +378,15 @@ async fn no_execution_sees_what_a_past_one_left_in_memory() {
 
 /// An embedder's loop of requests on one task gets every response: a task that has used up its
 /// tokio budget must not lose a finished execution's head (it once answered 500, "returned
-/// without a response", after about a hundred requests in a row).
+/// without a response", after a few dozen requests in a row).
 #[tokio::test(flavor = "multi_thread")]
 async fn many_requests_in_a_row_on_one_task_all_get_their_response() {
     let (_dir, manifest) = crate::support::write_app(&[micro("web", guests::HELLO).primary()]);
-    let config = micros::Config {
-        auth: micros::AuthMode::Off,
-        ..micros::Config::default()
-    };
-    let app = micros::App::load(micros::Manifest::load(&manifest).unwrap(), &config).unwrap();
+    let app = crate::support::load_open(&manifest);
     for i in 0..500 {
-        let reply = app
-            .handle(
-                http::Request::get("/")
-                    .header("host", "x")
-                    .body(http_body_util::Empty::<bytes::Bytes>::new())
-                    .unwrap(),
-            )
-            .await;
-        let status = reply.status();
-        let body = http_body_util::BodyExt::collect(reply.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
+        let reply = crate::support::handle_get(&app, "/").await;
         assert_eq!(
-            (status.as_u16(), String::from_utf8_lossy(&body).as_ref()),
+            (reply.0, reply.1.as_str()),
             (200, "hello from micros\n"),
             "request {i}"
         );

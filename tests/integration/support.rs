@@ -93,6 +93,30 @@ pub fn write_app(micros: &[MicroSpec]) -> (tempfile::TempDir, PathBuf) {
     (dir, manifest)
 }
 
+/// Loads the app of `manifest` with access control off, to be called without a socket.
+pub fn load_open(manifest: &Path) -> App {
+    let config = Config {
+        auth: micros::AuthMode::Off,
+        ..Config::default()
+    };
+    App::load(Manifest::load(manifest).expect("valid manifest"), &config).expect("app loads")
+}
+
+/// `GET path` through `App::handle`, no socket: the status and the whole body as text.
+pub async fn handle_get(app: &App, path: &str) -> (u16, String) {
+    let reply = app
+        .handle(
+            Request::get(path)
+                .header("host", "x")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .expect("request"),
+        )
+        .await;
+    let status = reply.status().as_u16();
+    let body = reply.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// A test app served on `127.0.0.1:0`; stops when dropped.
 pub struct Server {
     pub addr: SocketAddr,
