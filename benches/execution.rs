@@ -132,15 +132,11 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// What the limits cost, as a ratio measured robustly on a noisy machine: each workload runs in
-/// rounds that alternate between limits on and off (the order flipping every round), and the
-/// median of the rounds' ratios is printed. Criterion's figures above measure one variant after
-/// the other, so a slow phase of the machine (disk writeback under the `/tmp` workload) lands on
-/// one of them only.
+/// What the limits cost: each workload with its limits on against off, in alternating rounds
+/// (`alternate`). Criterion's figures above measure one variant after the other, so a slow
+/// phase of the machine (disk writeback under the `/tmp` workload) lands on one of them only.
 #[cfg(feature = "bench-unlimited")]
 fn limits_cost() {
-    /// Rounds per workload; each gives one ratio.
-    const ROUNDS: usize = 21;
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let echo_body = Bytes::from(vec![b'e'; ECHO_BYTES]);
@@ -191,24 +187,7 @@ fn limits_cost() {
                 (cpu_seconds() - cpu) / n,
             )
         };
-        time(&on);
-        time(&off);
-        let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) = (0..ROUNDS)
-            .map(|round| {
-                let (on, off) = if round % 2 == 0 {
-                    (time(&on), time(&off))
-                } else {
-                    let off = time(&off);
-                    (time(&on), off)
-                };
-                (on.0 / off.0, on.1 / off.1)
-            })
-            .unzip();
-        let median = |ratios: &mut Vec<f64>| {
-            ratios.sort_by(f64::total_cmp);
-            ratios[ROUNDS / 2]
-        };
-        let (wall, cpu) = (median(&mut wall), median(&mut cpu));
+        let (wall, cpu) = alternate(|| time(&on), || time(&off));
         println!(
             "  {workload:<18} limits on / off: CPU {cpu:.3} ({:+.1}%), wall time {wall:.3} ({:+.1}%)",
             (cpu - 1.0) * 100.0,
@@ -218,7 +197,6 @@ fn limits_cost() {
 }
 
 /// CPU seconds (user and system, all threads) this process has used.
-#[cfg(feature = "bench-unlimited")]
 #[expect(
     unsafe_code,
     reason = "getrusage is the one way to read a process's CPU time"
@@ -234,14 +212,96 @@ fn cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
+/// Rounds of an alternating comparison; each gives one ratio.
+const ROUNDS: usize = 21;
+
+/// The medians of `ROUNDS` ratios of `a` to `b` (wall time, CPU time), measured in rounds that
+/// alternate between the two (the order flipping every round), so that a slow phase of the
+/// machine lands on both. Each closure runs a batch and returns its (wall, CPU) per request.
+fn alternate(mut a: impl FnMut() -> (f64, f64), mut b: impl FnMut() -> (f64, f64)) -> (f64, f64) {
+    a();
+    b();
+    let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) = (0..ROUNDS)
+        .map(|round| {
+            let (a, b) = if round % 2 == 0 {
+                (a(), b())
+            } else {
+                let b = b();
+                (a(), b)
+            };
+            (a.0 / b.0, a.1 / b.1)
+        })
+        .unzip();
+    let median = |ratios: &mut Vec<f64>| {
+        ratios.sort_by(f64::total_cmp);
+        ratios[ROUNDS / 2]
+    };
+    (median(&mut wall), median(&mut cpu))
+}
+
+/// What logging costs, in process: hello answered with the binary's log subscriber (text,
+/// `info`, to a file, so the request span and the access line are made and written) against
+/// none, in alternating rounds.
+fn logging_cost() {
+    const REQUESTS: u32 = 2000;
+    // One thread: the subscriber is set for this thread only, and a hello's execution and its
+    // access line run on the caller's task.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = app(
+        dir.path(),
+        micros_guests::HELLO,
+        "logging",
+        micros::Config::default(),
+    );
+    let log = std::fs::File::create(dir.path().join("log")).expect("log file");
+    let logs = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_writer(std::sync::Mutex::new(log))
+            .with_ansi(false)
+            .finish(),
+    );
+    let time = || {
+        let (started, cpu) = (std::time::Instant::now(), cpu_seconds());
+        runtime.block_on(async {
+            for _ in 0..REQUESTS {
+                let response = app.handle(request("/", Bytes::new())).await;
+                assert_eq!(response.status(), 200);
+                response.into_body().collect().await.expect("body");
+            }
+        });
+        let n = f64::from(REQUESTS);
+        (
+            started.elapsed().as_secs_f64() / n,
+            (cpu_seconds() - cpu) / n,
+        )
+    };
+    let (wall, cpu) = alternate(|| tracing::dispatcher::with_default(&logs, time), time);
+    let lines = std::fs::read_to_string(dir.path().join("log")).expect("log");
+    assert!(
+        lines.contains("micros::access"),
+        "no access line in:\n{lines}"
+    );
+    println!(
+        "\nwhat logging costs (hello, median of {ROUNDS} alternating rounds): CPU {cpu:.3} ({:+.1}%), wall time {wall:.3} ({:+.1}%)",
+        (cpu - 1.0) * 100.0,
+        (wall - 1.0) * 100.0,
+    );
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
     benches();
     // Not when the benchmarks only run once to be tested (`cargo test --benches`) or listed.
-    #[cfg(feature = "bench-unlimited")]
     if !std::env::args().any(|a| a == "--test" || a == "--list") {
+        #[cfg(feature = "bench-unlimited")]
         limits_cost();
+        logging_cost();
     }
     Criterion::default().configure_from_args().final_summary();
 }

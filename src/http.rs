@@ -65,8 +65,6 @@ impl App {
             path = %request.uri().path(),
             request_id = %request_id,
             auth = tracing::field::Empty,
-            status = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
         // A browser asking for a private page gets a link to the login page with its 401.
@@ -128,17 +126,12 @@ impl App {
                     .await
             }
         };
-        let _enter = span.enter();
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        span.record("duration_ms", elapsed_ms);
         let mut response = match result {
-            Ok(response) => {
-                span.record("status", response.status().as_u16());
-                response
-            }
+            Ok(response) => response,
             Err(error) => {
+                let _enter = span.enter();
+                let elapsed_ms = started.elapsed().as_millis() as u64;
                 let status = error.status();
-                span.record("status", status.as_u16());
                 record.outcome = error.outcome();
                 if matches!(error, ExecutionError::Unauthorized) {
                     // Expected from every scanner on the internet: not a warning.
