@@ -23,6 +23,7 @@ pub mod manifest;
 mod metrics;
 pub mod outbound;
 mod sandbox;
+pub mod sqlite;
 pub mod state;
 
 pub use actions::{ActionOverride, ActionReport};

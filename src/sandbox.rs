@@ -35,6 +35,7 @@ use outcome::{classify, setup_error};
 use crate::config::{CompileBudget, Limits};
 use crate::engine::Engine;
 use crate::outbound::{OutboundHooks, OutboundPolicy};
+use crate::sqlite::SqliteCtx;
 use filesystem::TmpFiles;
 use limiter::MemoryLimiter;
 use output::GuestOutput;
@@ -57,6 +58,7 @@ pub(crate) fn prepare(
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
         .context("failed to link wasi:http")?;
+    crate::sqlite::add_to_linker(&mut linker).context("failed to link sqlite")?;
     if engine.enforces_limits() {
         filesystem::add_to_linker(&mut linker).context("failed to link the /tmp quota")?;
     }
@@ -82,6 +84,19 @@ pub(crate) struct Host {
     limiter: MemoryLimiter,
     tmp: TmpFiles,
     outbound: OutboundHooks,
+    sqlite: SqliteCtx,
+}
+
+impl Host {
+    /// The store's resource table.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// What the execution's SQLite calls need.
+    pub(crate) fn sqlite(&mut self) -> &mut SqliteCtx {
+        &mut self.sqlite
+    }
 }
 
 impl WasiView for Host {
@@ -115,6 +130,8 @@ pub(crate) struct Sandbox {
     /// of a request's CPU, BENCHMARKS.md). A directory handle carries no state of its own that
     /// one execution could leave for the next: reads and writes go to files opened under it.
     preopens: WasiFilesystemCtx,
+    /// The Micro's `src`, canonical: where its SQLite databases may be opened.
+    root: Arc<Path>,
     /// Where this Micro's outbound HTTP may go.
     outbound: Arc<OutboundPolicy>,
     /// The books of `tmp`, shared by every execution of this Micro.
@@ -148,7 +165,15 @@ impl Sandbox {
                 .with_context(|| format!("micro `{}`: cannot count its /tmp", spec.name))?;
         tmp_quota.count_refusals_in(spec.tmp_refusals);
         let preopens = open_folders(&spec.name, &spec.root, &spec.tmp)?;
+        let root = spec.root.canonicalize().with_context(|| {
+            format!(
+                "micro `{}`: cannot resolve `{}`",
+                spec.name,
+                spec.root.display()
+            )
+        })?;
         Ok(Self {
+            root: root.into(),
             name: spec.name,
             engine: engine.clone(),
             pre,
@@ -204,6 +229,10 @@ impl Sandbox {
             limiter: MemoryLimiter::new(&self.limits),
             tmp: TmpFiles::new(Arc::clone(&self.tmp_quota)),
             outbound: OutboundHooks::new(Arc::clone(&self.outbound)),
+            sqlite: SqliteCtx::new(
+                Arc::clone(&self.root),
+                self.engine.enforces_limits().then_some(deadline),
+            ),
         };
         let mut store = Store::new(self.engine.wasmtime(), host);
         if !self.engine.enforces_limits() {

@@ -20,6 +20,8 @@ fn main() {
     for member in members.iter().chain(std::iter::once(&"kit".to_string())) {
         println!("cargo:rerun-if-changed={}", guests.join(member).display());
     }
+    // Guests that import the runtime's own interfaces generate their bindings from `wit/`.
+    println!("cargo:rerun-if-changed={}", guests.join("../wit").display());
 
     ensure_target();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));

@@ -13,6 +13,7 @@ mod limits;
 mod manifest;
 mod outbound;
 mod serving;
+mod sqlite;
 mod support;
 mod tmp;
 mod world;
@@ -29,6 +30,7 @@ fn every_guest_has_a_test() {
         "manifest.rs",
         "outbound.rs",
         "serving.rs",
+        "sqlite.rs",
         "tmp.rs",
     ]
     .iter()
