@@ -38,6 +38,8 @@ pub(crate) struct AppInner {
     pub(crate) access: Vec<crate::auth::MicroAccess>,
     /// What the runtime counts.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// The app's Base, shared by its Micros and its owner.
+    pub(crate) data: Arc<crate::data::Data>,
 }
 
 impl App {
@@ -57,6 +59,15 @@ impl App {
             .clone()
             .unwrap_or_else(|| config.address.to_string());
 
+        let project_keys = names
+            .iter()
+            .map(|name| keys.project_key(name).context("a Micro has no key"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let data = Arc::new(crate::data::Data::open(
+            &state,
+            keys.project_id.clone(),
+            project_keys,
+        )?);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let mut micros = Vec::with_capacity(manifest.micros.len());
         for micro in &manifest.micros {
@@ -115,7 +126,8 @@ impl App {
                     &config.outbound,
                     micro.allowed_outbound_hosts.clone(),
                 )
-                .count_denials_in(metrics.breach_counter("outbound")),
+                .count_denials_in(metrics.breach_counter("outbound"))
+                .serve_data(Arc::clone(&data)),
                 tmp_refusals: metrics.breach_counter("tmp"),
             };
             micros.push(Sandbox::new(&engine, pre, spec)?);
@@ -150,6 +162,7 @@ impl App {
                 credentials,
                 access,
                 metrics,
+                data,
             }),
         })
     }

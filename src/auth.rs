@@ -137,9 +137,33 @@ pub(crate) fn check(
     if rule.is_public(path) {
         return Ok(Access::Public);
     }
+    holder_of(&presented, credentials, rule.api_keys)
+}
+
+/// Decides whether a request for the runtime's own owner-only routes (the app's data at
+/// `/__space/v0/base/`) gets in: the owner's token only, never an app key.
+pub(crate) fn check_owner(
+    mode: AuthMode,
+    credentials: &Credentials,
+    headers: &mut HeaderMap,
+) -> Result<Access, ()> {
+    let presented = take_credentials(headers);
+    if mode == AuthMode::Off {
+        return Ok(Access::Open);
+    }
+    holder_of(&presented, credentials, false)
+}
+
+/// Who the presented credentials name, if they all hold and one does; app keys count only if
+/// `api_keys`.
+fn holder_of(
+    presented: &[(String, Kind)],
+    credentials: &Credentials,
+    api_keys: bool,
+) -> Result<Access, ()> {
     let mut holder = None;
-    for (secret, kind) in &presented {
-        let found = credentials.holder(secret, rule.api_keys && *kind == Kind::AppKey);
+    for (secret, kind) in presented {
+        let found = credentials.holder(secret, api_keys && *kind == Kind::AppKey);
         // A key where only the owner is let in, or a wrong secret anywhere, refuses the request:
         // a bad credential is an error even beside a good one.
         match found {

@@ -117,6 +117,11 @@ impl App {
             Route::Reserved(_) if request.uri().path() == crate::auth::LOGOUT_PATH => {
                 Ok(crate::auth::logout(self.via_tls(&request)))
             }
+            Route::Reserved(_) if request.uri().path().starts_with(crate::data::BASE_PATH) => {
+                self.data(request, &mut record)
+                    .instrument(span.clone())
+                    .await
+            }
             // Nobody outside may reach the runtime's namespace through a Micro, e.g. to fire an
             // action; with a prefix stripped (`/api/__space/...`) neither.
             Route::Reserved(_) => Err(ExecutionError::Reserved),
@@ -177,6 +182,40 @@ impl App {
         record.status = response.status().as_u16();
         record.bodiless |= matches!(record.status, 204 | 304);
         response.map(|body| body.on_end(move |end| record.finish(end)))
+    }
+
+    /// Serves the owner's request for the app's Base.
+    async fn data<B>(
+        &self,
+        mut request: Request<B>,
+        record: &mut access::AccessRecord,
+    ) -> Result<Response<ResponseBody>, ExecutionError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let access = crate::auth::check_owner(
+            self.inner.auth,
+            &self.inner.credentials,
+            request.headers_mut(),
+        )
+        .map_err(|()| ExecutionError::Unauthorized)?;
+        record.auth = Some(access.label());
+        let request = request.map(|body| {
+            body::TimedBody::new(
+                body,
+                self.inner.front_door.body_read_timeout,
+                Arc::clone(&record.bytes_in),
+            )
+        });
+        let response = self.inner.data.answer_owner(request).await;
+        let (parts, body) = response.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
+        Ok(Response::from_parts(parts, ResponseBody::full(bytes)))
     }
 
     /// Whether a request came over TLS: only a trusted proxy can say so.

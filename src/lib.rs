@@ -17,6 +17,7 @@ mod app;
 pub mod auth;
 mod builder;
 pub mod config;
+pub mod data;
 mod engine;
 mod http;
 pub mod manifest;

@@ -122,6 +122,15 @@ async fn get_with(
     crate::support::send(addr, request).await
 }
 
+/// Kills `micros up` with SIGKILL, as a crash or an OOM killer would, and waits for it.
+pub(crate) async fn kill(mut up: Up) {
+    up.child.start_kill().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), up.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 pub(crate) async fn terminate(mut up: Up) -> std::process::ExitStatus {
     let pid = up.child.id().unwrap().to_string();
     let killed = Command::new("kill")

@@ -7,6 +7,7 @@
 mod actions;
 mod auth;
 mod cli;
+mod data;
 mod front_door;
 mod hostile;
 mod limits;
@@ -25,6 +26,7 @@ fn every_guest_has_a_test() {
         "actions.rs",
         "auth.rs",
         "cli.rs",
+        "data.rs",
         "hostile.rs",
         "limits.rs",
         "manifest.rs",

@@ -1,0 +1,240 @@
+//! App data: Deta Base, answered by the runtime itself. A Micro reaches it as it reached Deta,
+//! through `https://database.deta.sh/v1/{project_id}/{base}/...` with its `DETA_PROJECT_KEY`
+//! (such requests never leave the machine), and the owner's browser at
+//! `/__space/v0/base/{base}/...`. Items live in an [`ItemStore`](store::ItemStore): by default
+//! SQLite in the app's state folder, every write durable before it is acknowledged.
+
+mod base;
+mod store;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt as _, Full, Limited};
+use serde_json::Value;
+use subtle::ConstantTimeEq as _;
+
+pub use base::{MAX_ITEM_BYTES, MAX_PUT_ITEMS, MAX_QUERY_LIMIT, MAX_REQUEST_BYTES};
+use store::{ItemStore, SqliteStore};
+
+/// The host Deta's Base clients send their requests to.
+pub const BASE_HOST: &str = "database.deta.sh";
+/// Where the owner's browser reaches Base: `/__space/v0/base/{base}/...`.
+pub const BASE_PATH: &str = "/__space/v0/base/";
+/// The file of the embedded store, in the app's state folder.
+pub const DATA_FILE: &str = "data.sqlite3";
+/// Characters a base name may have: Deta's names were short words.
+const MAX_BASE_NAME: usize = 64;
+
+/// One app's data service: its store and who may use it.
+pub(crate) struct Data {
+    store: Arc<dyn ItemStore>,
+    project_id: String,
+    /// Every Micro's `DETA_PROJECT_KEY`: any of them opens the app's data.
+    keys: Vec<String>,
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys.
+        f.debug_struct("Data")
+            .field("project_id", &self.project_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response of the data service.
+pub(crate) type DataResponse = http::Response<Full<Bytes>>;
+
+impl Data {
+    /// The data of an app whose state folder is `state`, open to these project keys.
+    pub(crate) fn open(
+        state: &crate::state::StateDir,
+        project_id: String,
+        keys: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        let store = SqliteStore::open(&state.path().join(DATA_FILE))?;
+        Ok(Self {
+            store: Arc::new(store),
+            project_id,
+            keys,
+        })
+    }
+
+    /// Whether `key` is one of this app's project keys (compared in constant time).
+    fn knows(&self, key: &[u8]) -> bool {
+        self.keys.iter().fold(false, |found, k| {
+            found | bool::from(k.as_bytes().ct_eq(key))
+        })
+    }
+
+    /// Answers a request a Micro sent to [`BASE_HOST`]: `/v1/{project_id}/{base}/...` with its
+    /// key in `X-API-Key`.
+    pub(crate) async fn answer_micro<B>(&self, request: http::Request<B>) -> DataResponse
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let key = request
+            .headers()
+            .get("x-api-key")
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
+        let path = request.uri().path().to_string();
+        let Some(rest) = path
+            .strip_prefix("/v1/")
+            .and_then(|rest| rest.strip_prefix(self.project_id.as_str()))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|_| self.knows(&key))
+        else {
+            tracing::warn!(error.type = "auth", %path, "base request refused: wrong project or key");
+            return respond(base::error(401, "Unauthorized"));
+        };
+        let rest = rest.to_string();
+        self.serve(request, &rest).await
+    }
+
+    /// Answers the owner's request for `/__space/v0/base/{base}/...` (already authenticated).
+    pub(crate) async fn answer_owner<B>(&self, request: http::Request<B>) -> DataResponse
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = request.uri().path().to_string();
+        let rest = path.strip_prefix(BASE_PATH).unwrap_or_default().to_string();
+        self.serve(request, &rest).await
+    }
+
+    /// Routes `{base}/items...` or `{base}/query` to its operation.
+    async fn serve<B>(&self, request: http::Request<B>, rest: &str) -> DataResponse
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (base, operation) = rest.split_once('/').unwrap_or((rest, ""));
+        let base = decode(base);
+        if base.is_empty()
+            || base.len() > MAX_BASE_NAME
+            || !base
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return respond(base::error(
+                400,
+                format!(
+                    "`{base}` is not a base name: up to {MAX_BASE_NAME} letters, digits, `_` and `-`"
+                ),
+            ));
+        }
+        let method = request.method().clone();
+        let route = match (operation.split_once('/'), operation) {
+            (None, "items") if method == Method::PUT => Route::Put,
+            (None, "items") if method == Method::POST => Route::Insert,
+            (None, "query") if method == Method::POST => Route::Query,
+            (Some(("items", key)), _) if !key.is_empty() => match method {
+                Method::GET => Route::Get(decode(key)),
+                Method::DELETE => Route::Delete(decode(key)),
+                Method::PATCH => Route::Update(decode(key)),
+                _ => {
+                    return respond(base::error(
+                        405,
+                        format!("{method} is not a Base operation on an item"),
+                    ));
+                }
+            },
+            _ => {
+                return respond(base::error(
+                    404,
+                    format!("{method} `{operation}` is not a Base operation"),
+                ));
+            }
+        };
+        let body = match route {
+            Route::Put | Route::Insert | Route::Query | Route::Update(_) => {
+                match read_json(request.into_body()).await {
+                    Ok(body) => body,
+                    Err(answer) => return respond(answer),
+                }
+            }
+            Route::Get(_) | Route::Delete(_) => Value::Null,
+        };
+        let store = Arc::clone(&self.store);
+        let answered = tokio::task::spawn_blocking(move || {
+            let store = store.as_ref();
+            match &route {
+                Route::Put => base::put(store, &base, &body),
+                Route::Insert => base::insert(store, &base, &body),
+                Route::Query => base::query(store, &base, &body),
+                Route::Get(key) => base::get(store, &base, key),
+                Route::Delete(key) => base::delete(store, &base, key),
+                Route::Update(key) => base::update(store, &base, key, &body),
+            }
+        })
+        .await;
+        match answered {
+            Ok(answer) => respond(answer),
+            Err(error) => {
+                tracing::error!(error.type = "data", "base operation failed: {error}");
+                respond(base::error(
+                    500,
+                    "the operation failed; see the runtime's log",
+                ))
+            }
+        }
+    }
+}
+
+/// A Base operation and its key.
+enum Route {
+    Put,
+    Insert,
+    Query,
+    Get(String),
+    Delete(String),
+    Update(String),
+}
+
+/// A path segment, percent-decoded.
+fn decode(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Reads a JSON body of at most [`MAX_REQUEST_BYTES`].
+async fn read_json<B>(body: B) -> Result<Value, base::Answer>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let bytes = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(base::error(
+                413,
+                format!("the request body is past the limit of {MAX_REQUEST_BYTES} bytes"),
+            ));
+        }
+        Err(error) => {
+            return Err(base::error(
+                400,
+                format!("the request body broke off: {error}"),
+            ));
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|error| base::error(400, format!("the request body is not JSON: {error}")))
+}
+
+fn respond((status, body): base::Answer) -> DataResponse {
+    let mut response = http::Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

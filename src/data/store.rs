@@ -1,0 +1,228 @@
+//! Where Base items live: the [`ItemStore`] trait, and its embedded default on SQLite (one file
+//! in the app's state folder, WAL, every write committed durably before it is acknowledged).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use serde_json::{Map, Value};
+
+/// A Base item: a JSON object that holds its `key`.
+pub(crate) type Item = Map<String, Value>;
+
+/// What a read-modify-write decided.
+pub(crate) enum Change<T> {
+    /// Write this item back, then answer with `T`.
+    Write(Item, T),
+    /// Write nothing, answer with `T`.
+    Keep(T),
+}
+
+/// The storage behind Base: items by app-wide base name and key. Every method is a whole
+/// transaction that is durable when it returns `Ok`. An item whose `__expires` (Unix seconds)
+/// is at or before `now` is as good as absent. Implementations block: callers run them on a
+/// blocking thread.
+pub(crate) trait ItemStore: Send + Sync {
+    /// The item at `key`.
+    fn get(&self, base: &str, key: &str, now: i64) -> anyhow::Result<Option<Item>>;
+    /// Writes every item (each holds its `key`), replacing what was there, all or nothing.
+    fn put(&self, base: &str, items: &[Item]) -> anyhow::Result<()>;
+    /// Reads the item at `key` (`None` if absent), lets `change` decide, and writes what it
+    /// returns, in one transaction.
+    fn modify(
+        &self,
+        base: &str,
+        key: &str,
+        now: i64,
+        change: &mut dyn FnMut(Option<Item>) -> Change<DataResult>,
+    ) -> anyhow::Result<DataResult>;
+    /// Removes the item at `key`, if any.
+    fn delete(&self, base: &str, key: &str) -> anyhow::Result<()>;
+    /// Visits live items in key order (descending if `descending`), starting after `after`,
+    /// until `visit` returns `false`.
+    fn scan(
+        &self,
+        base: &str,
+        after: Option<&str>,
+        descending: bool,
+        now: i64,
+        visit: &mut dyn FnMut(Item) -> bool,
+    ) -> anyhow::Result<()>;
+}
+
+/// What a read-modify-write answers: an item, or a refusal with its status and message.
+pub(crate) type DataResult = Result<Item, (u16, String)>;
+
+/// Rows visited per statement while scanning: a page of the table at a time, so that a scan
+/// never holds the lock for a whole large base.
+const SCAN_PAGE: i64 = 256;
+
+/// The embedded store: one SQLite file, one connection behind a lock (an app's Micros are few
+/// and their writes small; one writer at a time is what SQLite allows anyway).
+pub(crate) struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub(crate) fn open(path: &Path) -> anyhow::Result<Self> {
+        let connection = Connection::open(path)
+            .with_context(|| format!("failed to open the app's data at `{}`", path.display()))?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = 5000;
+                 CREATE TABLE IF NOT EXISTS items (
+                     base TEXT NOT NULL,
+                     key TEXT NOT NULL,
+                     item TEXT NOT NULL,
+                     expires INTEGER,
+                     PRIMARY KEY (base, key)
+                 ) WITHOUT ROWID;
+                 CREATE INDEX IF NOT EXISTS items_expires ON items (expires) WHERE expires IS NOT NULL;",
+            )
+            .with_context(|| {
+                format!(
+                    "`{}` is not usable as the app's data (damaged, or not a micros data file)",
+                    path.display()
+                )
+            })?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `__expires` of an item, if it is a number.
+fn expires(item: &Item) -> Option<i64> {
+    item.get("__expires").and_then(Value::as_i64)
+}
+
+fn key_of(item: &Item) -> anyhow::Result<&str> {
+    item.get("key")
+        .and_then(Value::as_str)
+        .context("an item to store has no string key")
+}
+
+fn parse(text: &str) -> anyhow::Result<Item> {
+    serde_json::from_str(text).context("a stored item is not a JSON object")
+}
+
+fn write(tx: &rusqlite::Transaction<'_>, base: &str, item: &Item) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO items (base, key, item, expires) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            base,
+            key_of(item)?,
+            serde_json::to_string(item)?,
+            expires(item)
+        ],
+    )?;
+    Ok(())
+}
+
+impl ItemStore for SqliteStore {
+    fn get(&self, base: &str, key: &str, now: i64) -> anyhow::Result<Option<Item>> {
+        let connection = self.lock();
+        let text: Option<String> = connection
+            .query_row(
+                "SELECT item FROM items WHERE base = ?1 AND key = ?2 \
+                 AND (expires IS NULL OR expires > ?3)",
+                params![base, key, now],
+                |row| row.get(0),
+            )
+            .optional()?;
+        text.as_deref().map(parse).transpose()
+    }
+
+    fn put(&self, base: &str, items: &[Item]) -> anyhow::Result<()> {
+        let mut connection = self.lock();
+        let tx = connection.transaction()?;
+        for item in items {
+            write(&tx, base, item)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn modify(
+        &self,
+        base: &str,
+        key: &str,
+        now: i64,
+        change: &mut dyn FnMut(Option<Item>) -> Change<DataResult>,
+    ) -> anyhow::Result<DataResult> {
+        let mut connection = self.lock();
+        let tx = connection.transaction()?;
+        let text: Option<String> = tx
+            .query_row(
+                "SELECT item FROM items WHERE base = ?1 AND key = ?2 \
+                 AND (expires IS NULL OR expires > ?3)",
+                params![base, key, now],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let current = text.as_deref().map(parse).transpose()?;
+        match change(current) {
+            Change::Keep(answer) => Ok(answer),
+            Change::Write(item, answer) => {
+                write(&tx, base, &item)?;
+                tx.commit()?;
+                Ok(answer)
+            }
+        }
+    }
+
+    fn delete(&self, base: &str, key: &str) -> anyhow::Result<()> {
+        self.lock().execute(
+            "DELETE FROM items WHERE base = ?1 AND key = ?2",
+            params![base, key],
+        )?;
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        base: &str,
+        after: Option<&str>,
+        descending: bool,
+        now: i64,
+        visit: &mut dyn FnMut(Item) -> bool,
+    ) -> anyhow::Result<()> {
+        let sql = if descending {
+            "SELECT key, item FROM items WHERE base = ?1 AND (?2 IS NULL OR key < ?2) \
+             AND (expires IS NULL OR expires > ?3) ORDER BY key DESC LIMIT ?4"
+        } else {
+            "SELECT key, item FROM items WHERE base = ?1 AND (?2 IS NULL OR key > ?2) \
+             AND (expires IS NULL OR expires > ?3) ORDER BY key ASC LIMIT ?4"
+        };
+        let mut after = after.map(str::to_string);
+        loop {
+            let page: Vec<(String, String)> = {
+                let connection = self.lock();
+                let mut statement = connection.prepare_cached(sql)?;
+                statement
+                    .query_map(params![base, after, now, SCAN_PAGE], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<Result<_, _>>()?
+            };
+            let full = page.len() as i64 == SCAN_PAGE;
+            for (key, text) in page {
+                if !visit(parse(&text)?) {
+                    return Ok(());
+                }
+                after = Some(key);
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,650 @@
+//! App data: Deta Base answered by the runtime, from a real guest that talks to
+//! `database.deta.sh` as Deta's SDKs did, and from the owner over `/__space/v0/base/`.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use micros::AuthMode;
+use micros_guests as guests;
+use serde_json::{Value, json};
+
+use crate::support::{MicroSpec, Server, micro, send, serve, serve_config};
+
+/// The `deta` guest as the primary Micro, open to anyone (the tests are about data, not auth).
+fn app() -> Vec<MicroSpec> {
+    vec![micro("web", guests::DETA).primary().toml("public = true")]
+}
+
+/// Sends `method path` with a JSON `body` to the guest, which sends it on to Base; the status
+/// and JSON body that came back.
+async fn base(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    let reply = send(
+        server.addr,
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Full::new(body))
+            .unwrap(),
+    )
+    .await;
+    let text = reply.text();
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (reply.status.as_u16(), json)
+}
+
+#[tokio::test]
+async fn base_put_get_delete_from_a_guest() {
+    let server = serve(&app()).await;
+    let (status, body) = base(
+        &server,
+        "PUT",
+        "/notes/items",
+        Some(json!({"items": [
+            {"key": "a", "title": "first", "n": 1},
+            {"title": "keyless"},
+            "not an object"
+        ]})),
+    )
+    .await;
+    assert_eq!(status, 207, "{body}");
+    let processed = body["processed"]["items"].as_array().unwrap();
+    assert_eq!(processed.len(), 2);
+    assert_eq!(processed[0], json!({"key": "a", "title": "first", "n": 1}));
+    let generated = processed[1]["key"].as_str().unwrap();
+    assert_eq!(generated.len(), 12);
+    assert!(
+        generated
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    );
+    assert_eq!(body["failed"]["items"], json!(["not an object"]));
+
+    assert_eq!(
+        base(&server, "GET", "/notes/items/a", None).await,
+        (200, json!({"key": "a", "title": "first", "n": 1}))
+    );
+    assert_eq!(
+        base(&server, "GET", &format!("/notes/items/{generated}"), None).await,
+        (200, json!({"key": generated, "title": "keyless"}))
+    );
+    // Bases are separate: the same key elsewhere is absent.
+    assert_eq!(
+        base(&server, "GET", "/other/items/a", None).await,
+        (404, json!({"key": "a"}))
+    );
+    // A put replaces the whole item.
+    let (status, _) = base(
+        &server,
+        "PUT",
+        "/notes/items",
+        Some(json!({"items": [{"key": "a", "x": true}]})),
+    )
+    .await;
+    assert_eq!(status, 207);
+    assert_eq!(
+        base(&server, "GET", "/notes/items/a", None).await,
+        (200, json!({"key": "a", "x": true}))
+    );
+    assert_eq!(
+        base(&server, "DELETE", "/notes/items/a", None).await,
+        (200, json!({"key": "a"}))
+    );
+    assert_eq!(
+        base(&server, "GET", "/notes/items/a", None).await,
+        (404, json!({"key": "a"}))
+    );
+    // Deleting what is not there is not an error.
+    assert_eq!(
+        base(&server, "DELETE", "/notes/items/a", None).await,
+        (200, json!({"key": "a"}))
+    );
+    // Keys are path segments: a key with a space or a slash is percent-encoded by clients.
+    base(
+        &server,
+        "PUT",
+        "/notes/items",
+        Some(json!({"items": [{"key": "a b/c"}]})),
+    )
+    .await;
+    assert_eq!(
+        base(&server, "GET", "/notes/items/a%20b%2Fc", None).await,
+        (200, json!({"key": "a b/c"}))
+    );
+}
+
+#[tokio::test]
+async fn base_insert_and_its_conflict() {
+    let server = serve(&app()).await;
+    let item = json!({"item": {"key": "k", "v": 1}});
+    assert_eq!(
+        base(&server, "POST", "/b/items", Some(item.clone())).await,
+        (201, json!({"key": "k", "v": 1}))
+    );
+    assert_eq!(
+        base(&server, "POST", "/b/items", Some(item)).await,
+        (
+            409,
+            json!({"errors": ["an item with key `k` already exists"]})
+        )
+    );
+    // The item is the first one, unchanged.
+    assert_eq!(
+        base(&server, "GET", "/b/items/k", None).await.1,
+        json!({"key": "k", "v": 1})
+    );
+    let (status, body) = base(&server, "POST", "/b/items", Some(json!({"item": {"v": 2}}))).await;
+    assert_eq!(status, 201);
+    assert_eq!(body["key"].as_str().unwrap().len(), 12);
+    assert_eq!(
+        base(
+            &server,
+            "POST",
+            "/b/items",
+            Some(json!({"item": {"key": 7}}))
+        )
+        .await,
+        (400, json!({"errors": ["the key must be a string"]}))
+    );
+}
+
+#[tokio::test]
+async fn base_update_operations() {
+    let server = serve(&app()).await;
+    base(
+        &server,
+        "PUT",
+        "/u/items",
+        Some(json!({"items": [{"key": "p", "name": "ann", "age": 30, "tags": ["b"], "profile": {"city": "x", "old": 1}, "gone": 1}]})),
+    )
+    .await;
+    let update = json!({
+        "set": {"name": "bea", "profile.city": "y", "new.deep": true},
+        "increment": {"age": 2, "visits": 1},
+        "append": {"tags": ["c", "d"]},
+        "prepend": {"list": "z"},
+        "delete": ["gone", "profile.old"]
+    });
+    let (status, body) = base(&server, "PATCH", "/u/items/p", Some(update.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let mut echoed = update.clone();
+    echoed["key"] = json!("p");
+    assert_eq!(body, echoed);
+    assert_eq!(
+        base(&server, "GET", "/u/items/p", None).await.1,
+        json!({
+            "key": "p", "name": "bea", "age": 32, "visits": 1, "tags": ["b", "c", "d"],
+            "list": ["z"], "profile": {"city": "y"}, "new": {"deep": true}
+        })
+    );
+    assert_eq!(
+        base(
+            &server,
+            "PATCH",
+            "/u/items/missing",
+            Some(json!({"set": {"a": 1}}))
+        )
+        .await,
+        (404, json!({"errors": ["no item with key `missing`"]}))
+    );
+    for (update, error) in [
+        (
+            json!({"set": {"key": "other"}}),
+            "the key of an item cannot be updated",
+        ),
+        (
+            json!({"set": {"a": 1}, "delete": ["a"]}),
+            "field `a` is in more than one operation",
+        ),
+        (
+            json!({"increment": {"age": "1"}}),
+            "increment of `age` must be a number",
+        ),
+        (
+            json!({"increment": {"name": 1}}),
+            "`name` is not a number: it cannot be incremented",
+        ),
+        (
+            json!({"append": {"name": 1}}),
+            "`name` is not a list: nothing can be appended to it",
+        ),
+        (
+            json!({"rename": {}}),
+            "unknown operation `rename`: use set, increment, append, prepend or delete",
+        ),
+    ] {
+        assert_eq!(
+            base(&server, "PATCH", "/u/items/p", Some(update.clone())).await,
+            (400, json!({"errors": [error]})),
+            "{update}"
+        );
+    }
+    // A refused update changed nothing.
+    assert_eq!(
+        base(&server, "GET", "/u/items/p", None).await.1["name"],
+        json!("bea")
+    );
+}
+
+#[tokio::test]
+async fn base_query_operators_paging_and_sort() {
+    let server = serve(&app()).await;
+    let items: Vec<Value> = (1..=9)
+        .map(|i| {
+            json!({
+                "key": format!("k{i}"), "n": i, "name": format!("user{i}"),
+                "tags": if i % 2 == 0 { json!(["even"]) } else { json!(["odd"]) },
+                "profile": {"age": 20 + i}
+            })
+        })
+        .collect();
+    let (status, _) = base(&server, "PUT", "/q/items", Some(json!({"items": items}))).await;
+    assert_eq!(status, 207);
+    let keys = |body: &Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (query, expected) in [
+        (json!([{"n": 3}]), vec!["k3"]),
+        (json!([{"n?ne": 3, "n?lt": 5}]), vec!["k1", "k2", "k4"]),
+        (json!([{"n?gt": 7}]), vec!["k8", "k9"]),
+        (json!([{"n?lte": 2}]), vec!["k1", "k2"]),
+        (json!([{"n?gte": 9}]), vec!["k9"]),
+        (json!([{"name?pfx": "user1"}]), vec!["k1"]),
+        (json!([{"n?r": [4, 6]}]), vec!["k4", "k5", "k6"]),
+        (
+            json!([{"tags?contains": "even", "n?lt": 5}]),
+            vec!["k2", "k4"],
+        ),
+        (json!([{"name?contains": "er7"}]), vec!["k7"]),
+        (
+            json!([{"tags?not_contains": "odd", "n?gt": 5}]),
+            vec!["k6", "k8"],
+        ),
+        (json!([{"profile.age?gte": 28}]), vec!["k8", "k9"]),
+        // A list of objects is OR; fields of one object are AND.
+        (
+            json!([{"n": 1}, {"n": 9}, {"n": 5, "name": "nobody"}]),
+            vec!["k1", "k9"],
+        ),
+        (json!([{"missing": 1}]), vec![]),
+    ] {
+        let (status, body) = base(&server, "POST", "/q/query", Some(json!({"query": query}))).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(keys(&body), expected, "{query}");
+        assert_eq!(body["paging"], json!({"size": expected.len()}), "{query}");
+    }
+    // Paging: `last` is where a page ended, present only while more may follow.
+    let (_, page) = base(&server, "POST", "/q/query", Some(json!({"limit": 4}))).await;
+    assert_eq!(keys(&page), ["k1", "k2", "k3", "k4"]);
+    assert_eq!(page["paging"], json!({"size": 4, "last": "k4"}));
+    let (_, page) = base(
+        &server,
+        "POST",
+        "/q/query",
+        Some(json!({"limit": 4, "last": "k4"})),
+    )
+    .await;
+    assert_eq!(keys(&page), ["k5", "k6", "k7", "k8"]);
+    let (_, page) = base(
+        &server,
+        "POST",
+        "/q/query",
+        Some(json!({"limit": 4, "last": "k8"})),
+    )
+    .await;
+    assert_eq!(keys(&page), ["k9"]);
+    assert_eq!(page["paging"], json!({"size": 1}));
+    let (_, page) = base(
+        &server,
+        "POST",
+        "/q/query",
+        Some(json!({"limit": 3, "sort": "desc"})),
+    )
+    .await;
+    assert_eq!(keys(&page), ["k9", "k8", "k7"]);
+    assert_eq!(page["paging"]["last"], json!("k7"));
+    for (body, error) in [
+        (
+            json!({"query": [{"n?near": 1}]}),
+            "unknown operator `?near` in `n?near`",
+        ),
+        (
+            json!({"query": [{"n?r": [1]}]}),
+            "`n?r` needs a range of two values: [from, to]",
+        ),
+        (
+            json!({"limit": 0}),
+            "`limit` must be a whole number of at least 1",
+        ),
+        (
+            json!({"sort": "up"}),
+            "`sort` is `up`: use \"asc\" or \"desc\"",
+        ),
+        (
+            json!({"query": {"n": 1}}),
+            "`query` must be a list of objects",
+        ),
+    ] {
+        assert_eq!(
+            base(&server, "POST", "/q/query", Some(body.clone())).await,
+            (400, json!({"errors": [error]})),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn base_items_expire_at_their_ttl() {
+    let server = serve(&app()).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    base(
+        &server,
+        "PUT",
+        "/t/items",
+        Some(json!({"items": [
+            {"key": "past", "__expires": now - 1},
+            {"key": "soon", "__expires": now + 2},
+            {"key": "later", "__expires": now + 3600}
+        ]})),
+    )
+    .await;
+    assert_eq!(base(&server, "GET", "/t/items/past", None).await.0, 404);
+    assert_eq!(base(&server, "GET", "/t/items/soon", None).await.0, 200);
+    let (_, page) = base(&server, "POST", "/t/query", Some(json!({}))).await;
+    assert_eq!(page["paging"]["size"], json!(2));
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_eq!(base(&server, "GET", "/t/items/soon", None).await.0, 404);
+    let (_, page) = base(&server, "POST", "/t/query", Some(json!({}))).await;
+    assert_eq!(
+        page["items"],
+        json!([{"key": "later", "__expires": now + 3600}])
+    );
+    // An expired key is free again for an insert.
+    assert_eq!(
+        base(
+            &server,
+            "POST",
+            "/t/items",
+            Some(json!({"item": {"key": "past"}}))
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        base(
+            &server,
+            "POST",
+            "/t/items",
+            Some(json!({"item": {"key": "x", "__expires": "soon"}}))
+        )
+        .await,
+        (
+            400,
+            json!({"errors": ["`__expires` must be a Unix timestamp in seconds"]})
+        )
+    );
+}
+
+#[tokio::test]
+async fn base_limits_obeyed_and_violated() {
+    let server = serve(&app()).await;
+    let items = |n: usize| json!({"items": (0..n).map(|i| json!({"key": i.to_string()})).collect::<Vec<_>>()});
+    assert_eq!(
+        base(
+            &server,
+            "PUT",
+            "/l/items",
+            Some(items(micros::data::MAX_PUT_ITEMS))
+        )
+        .await
+        .0,
+        207
+    );
+    assert_eq!(
+        base(
+            &server,
+            "PUT",
+            "/l/items",
+            Some(items(micros::data::MAX_PUT_ITEMS + 1))
+        )
+        .await,
+        (400, json!({"errors": ["26 items in one put: at most 25"]}))
+    );
+    // An item of the limit is stored; one byte more is refused.
+    let sized = |bytes: usize| {
+        let overhead = json!({"key": "big", "v": ""}).to_string().len();
+        json!({"item": {"key": "big", "v": "x".repeat(bytes - overhead)}})
+    };
+    assert_eq!(
+        base(
+            &server,
+            "POST",
+            "/l/items",
+            Some(sized(micros::data::MAX_ITEM_BYTES))
+        )
+        .await
+        .0,
+        201
+    );
+    let (status, body) = base(
+        &server,
+        "POST",
+        "/l/items",
+        Some(sized(micros::data::MAX_ITEM_BYTES + 1)),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"errors": [format!("the item is {} bytes, past the limit of {}", micros::data::MAX_ITEM_BYTES + 1, micros::data::MAX_ITEM_BYTES)]})
+    );
+    // A request past the limit is refused before it is parsed.
+    let huge = json!({"items": [{"key": "h", "v": "x".repeat(micros::data::MAX_REQUEST_BYTES)}]});
+    assert_eq!(
+        base(&server, "PUT", "/l/items", Some(huge)).await,
+        (
+            413,
+            json!({"errors": [format!("the request body is past the limit of {} bytes", micros::data::MAX_REQUEST_BYTES)]})
+        )
+    );
+    assert_eq!(
+        base(&server, "PUT", "/l/items", Some(json!({"items": []}))).await,
+        (400, json!({"errors": ["no items to put"]}))
+    );
+    assert_eq!(
+        base(&server, "GET", "/bad%20name/items/a", None).await,
+        (
+            400,
+            json!({"errors": ["`bad name` is not a base name: up to 64 letters, digits, `_` and `-`"]})
+        )
+    );
+}
+
+#[tokio::test]
+async fn base_refuses_a_wrong_key_or_project_and_keeps_apps_apart() {
+    let first = serve(&app()).await;
+    let second = serve(&app()).await;
+    base(
+        &first,
+        "PUT",
+        "/s/items",
+        Some(json!({"items": [{"key": "secret", "v": 1}]})),
+    )
+    .await;
+    let unauthorized = (401, json!({"errors": ["Unauthorized"]}));
+    assert_eq!(
+        base(&first, "GET", "/s/items/secret?key=", None).await,
+        unauthorized
+    );
+    assert_eq!(
+        base(&first, "GET", "/s/items/secret?key=abc_wrong", None).await,
+        unauthorized
+    );
+    assert_eq!(
+        base(&first, "GET", "/s/items/secret?project=other", None).await,
+        unauthorized
+    );
+    // The other app has its own data: the key is not there, and the first app's key and project
+    // open nothing in it.
+    assert_eq!(
+        base(&second, "GET", "/s/items/secret", None).await,
+        (404, json!({"key": "secret"}))
+    );
+    let keys = |server: &Server| {
+        let state = micros::state::StateDir::open(server.dir.path().join(".micros")).unwrap();
+        let keys = state.keys(&["web"]).unwrap();
+        (keys.project_id.clone(), keys.project_key("web").unwrap())
+    };
+    let (project, key) = keys(&first);
+    assert_ne!(keys(&second).0, project);
+    assert_eq!(
+        base(
+            &second,
+            "GET",
+            &format!("/s/items/secret?project={project}&key={key}"),
+            None
+        )
+        .await,
+        unauthorized
+    );
+}
+
+#[tokio::test]
+async fn base_is_served_to_the_owner_under_space() {
+    let server = serve_config(&app(), |config| config.auth = AuthMode::Required).await;
+    base(
+        &server,
+        "PUT",
+        "/o/items",
+        Some(json!({"items": [{"key": "a", "v": 1}]})),
+    )
+    .await;
+    let state = micros::state::StateDir::open(server.dir.path().join(".micros")).unwrap();
+    let token = micros::Credentials::open(&state)
+        .ensure_owner_token()
+        .unwrap()
+        .unwrap();
+    let owner = |method: &str, path: &str, body: &str, auth: Option<&str>| {
+        let mut request = http::Request::builder().method(method).uri(path);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        send(
+            server.addr,
+            request
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap(),
+        )
+    };
+    let bearer = format!("Bearer {token}");
+    let reply = owner("GET", "/__space/v0/base/o/items/a", "", Some(&bearer)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply.text()).unwrap(),
+        json!({"key": "a", "v": 1})
+    );
+    let reply = owner(
+        "POST",
+        "/__space/v0/base/o/query",
+        r#"{"query":[{"v":1}]}"#,
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply.text()).unwrap(),
+        json!({"paging": {"size": 1}, "items": [{"key": "a", "v": 1}]})
+    );
+    // Without the owner's token, or with a wrong one: 401, and nothing about the data.
+    for auth in [None, Some("Bearer wrong")] {
+        let reply = owner("GET", "/__space/v0/base/o/items/a", "", auth).await;
+        assert_eq!(reply.status, 401, "{auth:?}");
+        assert!(!reply.text().contains("\"v\""), "{}", reply.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn base_keeps_every_acknowledged_write_across_sigkill() {
+    const ROUNDS: usize = 5;
+    const WRITERS: usize = 8;
+    let (dir, _) = crate::support::write_app(&app());
+    let folder = dir.path().to_str().unwrap().to_string();
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..ROUNDS {
+        let up = crate::cli::up(&[&folder]).await;
+        let addr = up.addr;
+        // Writers insert keys one after another until the runtime dies under them.
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                tokio::spawn(async move {
+                    let mut written = Vec::new();
+                    for i in 0.. {
+                        let key = format!("r{round}-w{writer}-{i:05}");
+                        let body = json!({"item": {"key": key, "round": round}}).to_string();
+                        let request = http::Request::post("/d/items")
+                            .body(Full::new(Bytes::from(body)))
+                            .unwrap();
+                        match crate::support::try_send(addr, request).await {
+                            Ok(reply) if reply.status == 201 => written.push(key),
+                            Ok(reply) => panic!("insert of {key}: {reply:?}"),
+                            Err(_) => return written,
+                        }
+                    }
+                    written
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(400 + 150 * round as u64)).await;
+        crate::cli::kill(up).await;
+        for writer in writers {
+            acknowledged.extend(writer.await.unwrap());
+        }
+    }
+    assert!(
+        acknowledged.len() > ROUNDS * WRITERS,
+        "too few writes to prove anything: {}",
+        acknowledged.len()
+    );
+    // After the last crash, every acknowledged key is there.
+    let up = crate::cli::up(&[&folder]).await;
+    let server_addr = up.addr;
+    let mut stored = std::collections::HashSet::new();
+    let mut last: Option<String> = None;
+    loop {
+        let body = json!({"limit": 1000, "last": last}).to_string();
+        let reply = send(
+            server_addr,
+            http::Request::post("/d/query")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap(),
+        )
+        .await;
+        let page: Value = serde_json::from_str(&reply.text()).unwrap();
+        for item in page["items"].as_array().unwrap() {
+            stored.insert(item["key"].as_str().unwrap().to_string());
+        }
+        match page["paging"]["last"].as_str() {
+            Some(key) => last = Some(key.to_string()),
+            None => break,
+        }
+    }
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|k| !stored.contains(*k))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+    crate::cli::kill(up).await;
+}
