@@ -1,10 +1,14 @@
-//! App data: Deta Base, answered by the runtime itself. A Micro reaches it as it reached Deta,
-//! through `https://database.deta.sh/v1/{project_id}/{base}/...` with its `DETA_PROJECT_KEY`
-//! (such requests never leave the machine), and the owner's browser at
-//! `/__space/v0/base/{base}/...`. Items live in an [`ItemStore`](store::ItemStore): by default
-//! SQLite in the app's state folder, every write durable before it is acknowledged.
+//! App data: Deta Base and Drive, answered by the runtime itself. A Micro reaches them as it
+//! reached Deta, through `https://database.deta.sh/v1/{project_id}/{base}/...` and
+//! `https://drive.deta.sh/v1/{project_id}/{drive}/...` with its `DETA_PROJECT_KEY` (such requests
+//! never leave the machine), and the owner's browser at `/__space/v0/base/{base}/...` and
+//! `/__space/v0/drive/{drive}/...`. Items and files live in an [`ItemStore`](store::ItemStore)
+//! and a [`FileStore`](files::FileStore): by default SQLite in the app's state folder, every
+//! write durable before it is acknowledged.
 
 mod base;
+mod drive;
+mod files;
 mod store;
 
 use std::sync::Arc;
@@ -17,12 +21,53 @@ use serde_json::Value;
 use subtle::ConstantTimeEq as _;
 
 pub use base::{MAX_ITEM_BYTES, MAX_PUT_ITEMS, MAX_QUERY_LIMIT, MAX_REQUEST_BYTES};
+pub use drive::{MAX_CHUNK_BYTES, MAX_FILE_BYTES, MAX_NAMES};
+use files::FileStore;
 use store::{ItemStore, SqliteStore};
 
 /// The host Deta's Base clients send their requests to.
 pub const BASE_HOST: &str = "database.deta.sh";
+/// The host Deta's Drive clients send their requests to.
+pub const DRIVE_HOST: &str = "drive.deta.sh";
 /// Where the owner's browser reaches Base: `/__space/v0/base/{base}/...`.
 pub const BASE_PATH: &str = "/__space/v0/base/";
+/// Where the owner's browser reaches Drive: `/__space/v0/drive/{drive}/...`.
+pub const DRIVE_PATH: &str = "/__space/v0/drive/";
+
+/// Which of the two services a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    Base,
+    Drive,
+}
+
+impl Service {
+    /// The service Deta served at `host`, if any.
+    pub(crate) fn at_host(host: &str) -> Option<Self> {
+        match host {
+            BASE_HOST => Some(Self::Base),
+            DRIVE_HOST => Some(Self::Drive),
+            _ => None,
+        }
+    }
+
+    /// The service the owner's `path` is for, and the rest of the path after its prefix.
+    pub(crate) fn at_path(path: &str) -> Option<(Self, &str)> {
+        path.strip_prefix(BASE_PATH)
+            .map(|rest| (Self::Base, rest))
+            .or_else(|| {
+                path.strip_prefix(DRIVE_PATH)
+                    .map(|rest| (Self::Drive, rest))
+            })
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Base => "base",
+            Self::Drive => "drive",
+        }
+    }
+}
 /// The file of the embedded store, in the app's state folder.
 pub const DATA_FILE: &str = "data.sqlite3";
 /// Characters a base name may have: Deta's names were short words.
@@ -30,7 +75,8 @@ const MAX_BASE_NAME: usize = 64;
 
 /// One app's data service: its store and who may use it.
 pub(crate) struct Data {
-    store: Arc<dyn ItemStore>,
+    items: Arc<dyn ItemStore>,
+    files: Arc<dyn FileStore>,
     project_id: String,
     /// Every Micro's `DETA_PROJECT_KEY`: any of them opens the app's data.
     keys: Vec<String>,
@@ -55,9 +101,10 @@ impl Data {
         project_id: String,
         keys: Vec<String>,
     ) -> anyhow::Result<Self> {
-        let store = SqliteStore::open(&state.path().join(DATA_FILE))?;
+        let store = Arc::new(SqliteStore::open(&state.path().join(DATA_FILE))?);
         Ok(Self {
-            store: Arc::new(store),
+            items: Arc::clone(&store) as Arc<dyn ItemStore>,
+            files: store,
             project_id,
             keys,
         })
@@ -70,9 +117,13 @@ impl Data {
         })
     }
 
-    /// Answers a request a Micro sent to [`BASE_HOST`]: `/v1/{project_id}/{base}/...` with its
-    /// key in `X-API-Key`.
-    pub(crate) async fn answer_micro<B>(&self, request: http::Request<B>) -> DataResponse
+    /// Answers a request a Micro sent to [`BASE_HOST`] or [`DRIVE_HOST`]:
+    /// `/v1/{project_id}/{name}/...` with its key in `X-API-Key`.
+    pub(crate) async fn answer_micro<B>(
+        &self,
+        service: Service,
+        request: http::Request<B>,
+    ) -> DataResponse
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -89,45 +140,133 @@ impl Data {
             .and_then(|rest| rest.strip_prefix('/'))
             .filter(|_| self.knows(&key))
         else {
-            tracing::warn!(error.type = "auth", %path, "base request refused: wrong project or key");
+            tracing::warn!(error.type = "auth", %path, "{} request refused: wrong project or key", service.noun());
             return respond(base::error(401, "Unauthorized"));
         };
         let rest = rest.to_string();
-        self.serve(request, &rest).await
+        self.serve(service, request, &rest).await
     }
 
-    /// Answers the owner's request for `/__space/v0/base/{base}/...` (already authenticated).
+    /// Answers the owner's request for `/__space/v0/{base,drive}/{name}/...` (already
+    /// authenticated).
     pub(crate) async fn answer_owner<B>(&self, request: http::Request<B>) -> DataResponse
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let path = request.uri().path().to_string();
-        let rest = path.strip_prefix(BASE_PATH).unwrap_or_default().to_string();
-        self.serve(request, &rest).await
+        let Some((service, rest)) = Service::at_path(&path) else {
+            return respond(base::error(404, "not a data path"));
+        };
+        let rest = rest.to_string();
+        self.serve(service, request, &rest).await
     }
 
-    /// Routes `{base}/items...` or `{base}/query` to its operation.
-    async fn serve<B>(&self, request: http::Request<B>, rest: &str) -> DataResponse
+    /// Checks the base or drive name and routes the rest to its operation.
+    async fn serve<B>(
+        &self,
+        service: Service,
+        request: http::Request<B>,
+        rest: &str,
+    ) -> DataResponse
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let (base, operation) = rest.split_once('/').unwrap_or((rest, ""));
-        let base = decode(base);
-        if base.is_empty()
-            || base.len() > MAX_BASE_NAME
-            || !base
+        let (name, operation) = rest.split_once('/').unwrap_or((rest, ""));
+        let name = decode(name);
+        if name.is_empty()
+            || name.len() > MAX_BASE_NAME
+            || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             return respond(base::error(
                 400,
                 format!(
-                    "`{base}` is not a base name: up to {MAX_BASE_NAME} letters, digits, `_` and `-`"
+                    "`{name}` is not a {} name: up to {MAX_BASE_NAME} letters, digits, `_` and `-`",
+                    service.noun()
                 ),
             ));
         }
+        match service {
+            Service::Base => self.base(request, name, operation).await,
+            Service::Drive => self.drive(request, name, operation).await,
+        }
+    }
+
+    /// Answers one Drive operation.
+    async fn drive<B>(
+        &self,
+        request: http::Request<B>,
+        drive: String,
+        operation: &str,
+    ) -> DataResponse
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = request.into_parts();
+        let body = match read(body, MAX_CHUNK_BYTES).await {
+            Ok(body) => body,
+            Err(answer) => return respond(answer),
+        };
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let operation = operation.to_string();
+        let query = parts.uri.query().unwrap_or_default().to_string();
+        let files = Arc::clone(&self.files);
+        let project_id = self.project_id.clone();
+        let answered = tokio::task::spawn_blocking(move || {
+            drive::serve(
+                files.as_ref(),
+                &drive,
+                drive::DriveRequest {
+                    project_id: &project_id,
+                    method: &parts.method,
+                    operation: &operation,
+                    query: &query,
+                    content_type: content_type.as_deref(),
+                    body,
+                },
+            )
+        })
+        .await;
+        match answered {
+            Ok(drive::Answer::Json(status, body)) => respond((status, body)),
+            Ok(drive::Answer::File(content_type, data)) => {
+                let mut response = http::Response::new(Full::new(Bytes::from(data)));
+                if let Ok(value) = http::HeaderValue::from_str(&content_type) {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONTENT_TYPE, value);
+                }
+                response
+            }
+            Err(error) => {
+                tracing::error!(error.type = "data", "drive operation failed: {error}");
+                respond(base::error(
+                    500,
+                    "the operation failed; see the runtime's log",
+                ))
+            }
+        }
+    }
+
+    /// Answers one Base operation.
+    async fn base<B>(
+        &self,
+        request: http::Request<B>,
+        base: String,
+        operation: &str,
+    ) -> DataResponse
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let method = request.method().clone();
         let route = match (operation.split_once('/'), operation) {
             (None, "items") if method == Method::PUT => Route::Put,
@@ -160,7 +299,7 @@ impl Data {
             }
             Route::Get(_) | Route::Delete(_) => Value::Null,
         };
-        let store = Arc::clone(&self.store);
+        let store = Arc::clone(&self.items);
         let answered = tokio::task::spawn_blocking(move || {
             let store = store.as_ref();
             match &route {
@@ -203,27 +342,32 @@ fn decode(segment: &str) -> String {
         .into_owned()
 }
 
+/// Reads a body of at most `limit` bytes.
+async fn read<B>(body: B, limit: usize) -> Result<Bytes, base::Answer>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(base::error(
+            413,
+            format!("the request body is past the limit of {limit} bytes"),
+        )),
+        Err(error) => Err(base::error(
+            400,
+            format!("the request body broke off: {error}"),
+        )),
+    }
+}
+
 /// Reads a JSON body of at most [`MAX_REQUEST_BYTES`].
 async fn read_json<B>(body: B) -> Result<Value, base::Answer>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let bytes = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(base::error(
-                413,
-                format!("the request body is past the limit of {MAX_REQUEST_BYTES} bytes"),
-            ));
-        }
-        Err(error) => {
-            return Err(base::error(
-                400,
-                format!("the request body broke off: {error}"),
-            ));
-        }
-    };
+    let bytes = read(body, MAX_REQUEST_BYTES).await?;
     serde_json::from_slice(&bytes)
         .map_err(|error| base::error(400, format!("the request body is not JSON: {error}")))
 }

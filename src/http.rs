@@ -117,7 +117,7 @@ impl App {
             Route::Reserved(_) if request.uri().path() == crate::auth::LOGOUT_PATH => {
                 Ok(crate::auth::logout(self.via_tls(&request)))
             }
-            Route::Reserved(_) if request.uri().path().starts_with(crate::data::BASE_PATH) => {
+            Route::Reserved(_) if crate::data::Service::at_path(request.uri().path()).is_some() => {
                 self.data(request, &mut record)
                     .instrument(span.clone())
                     .await
@@ -184,7 +184,7 @@ impl App {
         response.map(|body| body.on_end(move |end| record.finish(end)))
     }
 
-    /// Serves the owner's request for the app's Base.
+    /// Serves the owner's request for the app's Base or Drive.
     async fn data<B>(
         &self,
         mut request: Request<B>,

@@ -94,7 +94,7 @@ pub(crate) struct OutboundPolicy {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Requests denied, for the metrics.
     denials: prometheus_client::metrics::counter::Counter,
-    /// The app's data, which answers requests to Deta's Base host without leaving the machine.
+    /// The app's data, which answers requests to Deta's Base and Drive hosts on the machine.
     data: Option<Arc<crate::data::Data>>,
 }
 
@@ -118,7 +118,7 @@ impl OutboundPolicy {
         }
     }
 
-    /// Answers requests to [`crate::data::BASE_HOST`] from `data` from now on.
+    /// Answers requests to Deta's Base and Drive hosts from `data` from now on.
     pub(crate) fn serve_data(mut self, data: Arc<crate::data::Data>) -> Self {
         self.data = Some(data);
         self
@@ -171,11 +171,13 @@ impl WasiHttpHooks for OutboundHooks {
         let span = tracing::Span::current();
         Box::new(tracing::Instrument::instrument(
             async move {
-                // Deta's Base host is answered here, from the app's own data.
+                // Deta's Base and Drive hosts are answered here, from the app's own data.
                 if let Some(data) = &policy.data
-                    && target(request.uri()).is_ok_and(|t| t.host == crate::data::BASE_HOST)
+                    && let Some(service) = target(request.uri())
+                        .ok()
+                        .and_then(|t| crate::data::Service::at_host(&t.host))
                 {
-                    let response = data.answer_micro(request).await;
+                    let response = data.answer_micro(service, request).await;
                     let response = response.map(|body| {
                         http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
                             body,

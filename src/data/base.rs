@@ -12,9 +12,8 @@ use super::store::{Change, Item, ItemStore};
 pub const MAX_PUT_ITEMS: usize = 25;
 /// Bytes of one item, as JSON (Deta's limit: 400 KB).
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
-/// Bytes of one request body to Base (Deta's limit: 1 MB); 25 items of 400 KB do not fit, as on
-/// Deta.
-pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Bytes of one request body to Base (Deta's limit: 16 MB).
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// Items one query page holds at most, whatever its `limit` (Deta paged at 1,000).
 pub const MAX_QUERY_LIMIT: usize = 1000;
 /// Characters of a generated key: 12 lowercase letters and digits, as Deta's were.
@@ -100,22 +99,35 @@ pub(crate) fn put(store: &dyn ItemStore, base: &str, body: &Value) -> Answer {
             format!("{} items in one put: at most {MAX_PUT_ITEMS}", items.len()),
         );
     }
-    let mut processed = Vec::new();
+    // As on Deta: a bad item refuses the whole put; an item with an empty attribute name is
+    // only left out, under `failed`.
+    let mut processed: Vec<Item> = Vec::new();
     let mut failed = Vec::new();
-    for value in items {
+    for (index, value) in items.iter().enumerate() {
+        if value.as_object().is_some_and(|item| item.contains_key("")) {
+            failed.push(value.clone());
+            continue;
+        }
         match prepare(value.clone()) {
             Ok(item) => processed.push(item),
-            Err(_) => failed.push(value.clone()),
+            Err(message) => return error(400, format!("item {index}: {message}")),
         }
+    }
+    let mut keys = std::collections::HashSet::new();
+    if let Some(twice) = processed
+        .iter()
+        .filter_map(|item| item.get("key").and_then(Value::as_str))
+        .find(|key| !keys.insert(*key))
+    {
+        return error(400, format!("key `{twice}` is in the put twice"));
     }
     if let Err(e) = store.put(base, &processed) {
         return self::failed(&e);
     }
-    let mut answer = json!({ "processed": { "items": processed } });
-    if !failed.is_empty() {
-        answer["failed"] = json!({ "items": failed });
-    }
-    (207, answer)
+    (
+        207,
+        json!({ "processed": { "items": processed }, "failed": { "items": failed } }),
+    )
 }
 
 /// `GET /items/{key}` → 200 the item, 404 `{"key": key}`.
@@ -150,10 +162,7 @@ pub(crate) fn insert(store: &dyn ItemStore, base: &str, body: &Value) -> Answer 
         .unwrap_or_default()
         .to_string();
     let result = store.modify(base, &key, now(), &mut |current| match current {
-        Some(_) => Change::Keep(Err((
-            409,
-            format!("an item with key `{key}` already exists"),
-        ))),
+        Some(_) => Change::Keep(Err((409, "Key already exists".to_string()))),
         None => Change::Write(item.clone(), Ok(item.clone())),
     });
     match result {
@@ -206,6 +215,14 @@ fn parse_update(body: &Value) -> Result<Update, String> {
             Some(_) => return Err("`delete` must be a list of field names".into()),
         },
     };
+    if update.set.is_empty()
+        && update.increment.is_empty()
+        && update.append.is_empty()
+        && update.prepend.is_empty()
+        && update.delete.is_empty()
+    {
+        return Err("nothing to update: every operation is empty".into());
+    }
     let mut seen = std::collections::HashSet::new();
     for field in update
         .set
@@ -230,24 +247,26 @@ fn parse_update(body: &Value) -> Result<Update, String> {
     Ok(update)
 }
 
-/// The value at a dotted path (`profile.age`), creating objects on the way if `create`.
+/// The value at a dotted path (`profile.age`). With `create`, a missing last field is made
+/// (as `null`); the fields before it must exist and be objects, as on Deta.
 fn slot<'a>(item: &'a mut Item, path: &str, create: bool) -> Option<&'a mut Value> {
-    let mut parts = path.split('.');
-    let first = parts.next()?;
-    if create && !item.contains_key(first) {
-        item.insert(first.to_string(), Value::Object(Map::new()));
+    let (parents, last) = match path.rsplit_once('.') {
+        Some((parents, last)) => (Some(parents), last),
+        None => (None, path),
+    };
+    let mut map = item;
+    for part in parents.into_iter().flat_map(|p| p.split('.')) {
+        map = map.get_mut(part)?.as_object_mut()?;
     }
-    let mut value = item.get_mut(first)?;
-    for part in parts {
-        let Value::Object(map) = value else {
-            return None;
-        };
-        if create && !map.contains_key(part) {
-            map.insert(part.to_string(), Value::Object(Map::new()));
-        }
-        value = map.get_mut(part)?;
+    if create && !map.contains_key(last) {
+        map.insert(last.to_string(), Value::Null);
     }
-    Some(value)
+    map.get_mut(last)
+}
+
+/// The error of an update whose field's parent is missing or not an object.
+fn no_parent(field: &str) -> String {
+    format!("`{field}`: a nested field needs its parent to exist and be an object")
 }
 
 fn remove(item: &mut Item, path: &str) {
@@ -265,17 +284,15 @@ fn remove(item: &mut Item, path: &str) {
 
 fn apply(item: &mut Item, update: &Update) -> Result<(), String> {
     for (field, value) in &update.set {
-        *slot(item, field, true).ok_or(format!(
-            "`{field}` goes through a field that is not an object"
-        ))? = value.clone();
+        *slot(item, field, true).ok_or_else(|| no_parent(field))? = value.clone();
     }
     for (field, by) in &update.increment {
-        let target = slot(item, field, true).ok_or(format!(
-            "`{field}` goes through a field that is not an object"
-        ))?;
-        let current = match &*target {
-            Value::Object(map) if map.is_empty() => json!(0),
-            other => other.clone(),
+        let target = slot(item, field, true).ok_or_else(|| no_parent(field))?;
+        // A field that is not there yet counts from 0.
+        let current = if target.is_null() {
+            json!(0)
+        } else {
+            target.clone()
         };
         *target = match (current.as_i64(), by.as_i64()) {
             (Some(a), Some(b)) => a
@@ -294,10 +311,9 @@ fn apply(item: &mut Item, update: &Update) -> Result<(), String> {
     }
     for (ops, front) in [(&update.append, false), (&update.prepend, true)] {
         for (field, value) in ops {
-            let target = slot(item, field, true).ok_or(format!(
-                "`{field}` goes through a field that is not an object"
-            ))?;
-            if matches!(target, Value::Object(map) if map.is_empty()) {
+            let target = slot(item, field, true).ok_or_else(|| no_parent(field))?;
+            // A list that is not there yet starts empty.
+            if target.is_null() {
                 *target = Value::Array(Vec::new());
             }
             let Value::Array(list) = target else {
@@ -330,7 +346,7 @@ pub(crate) fn update(store: &dyn ItemStore, base: &str, key: &str, body: &Value)
     };
     let result = store.modify(base, key, now(), &mut |current| {
         let Some(mut item) = current else {
-            return Change::Keep(Err((404, format!("no item with key `{key}`"))));
+            return Change::Keep(Err((404, "Key not found".to_string())));
         };
         if let Err(message) = apply(&mut item, &update) {
             return Change::Keep(Err((400, message)));
@@ -393,14 +409,14 @@ fn parse_query(query: Option<&Value>) -> Result<Vec<Vec<Condition>>, String> {
                             path,
                             match op {
                                 "ne" => Op::Ne,
-                                "lt" => Op::Lt,
-                                "gt" => Op::Gt,
-                                "lte" => Op::Lte,
-                                "gte" => Op::Gte,
+                                "lt" | "<" => Op::Lt,
+                                "gt" | ">" => Op::Gt,
+                                "lte" | "<=" => Op::Lte,
+                                "gte" | ">=" => Op::Gte,
                                 "pfx" => Op::Prefix,
                                 "r" => Op::Range,
                                 "contains" => Op::Contains,
-                                "not_contains" => Op::NotContains,
+                                "not_contains" | "!contains" => Op::NotContains,
                                 other => {
                                     return Err(format!(
                                         "unknown operator `?{other}` in `{field}`"
@@ -409,6 +425,9 @@ fn parse_query(query: Option<&Value>) -> Result<Vec<Vec<Condition>>, String> {
                             },
                         ),
                     };
+                    if path.is_empty() {
+                        return Err(format!("`{field}` names no field"));
+                    }
                     if matches!(op, Op::Range)
                         && operand.as_array().is_none_or(|range| range.len() != 2)
                     {
@@ -489,9 +508,11 @@ fn holds(item: &Item, condition: &Condition) -> bool {
 /// 200 `{"paging": {"size": n, "last": key}, "items": [...]}`; `last` is there only when more
 /// items may follow.
 pub(crate) fn query(store: &dyn ItemStore, base: &str, body: &Value) -> Answer {
+    // Deta's SDKs show the first message (`Bad query`); the second says what is wrong.
+    let bad = |detail: String| (400, json!({ "errors": ["Bad query", detail] }));
     let groups = match parse_query(body.get("query")) {
         Ok(groups) => groups,
-        Err(message) => return error(400, message),
+        Err(message) => return bad(message),
     };
     let limit = match body.get("limit") {
         None | Some(Value::Null) => MAX_QUERY_LIMIT,
@@ -499,19 +520,21 @@ pub(crate) fn query(store: &dyn ItemStore, base: &str, body: &Value) -> Answer {
             Some(n) if n >= 1 => usize::try_from(n)
                 .unwrap_or(usize::MAX)
                 .min(MAX_QUERY_LIMIT),
-            _ => return error(400, "`limit` must be a whole number of at least 1"),
+            _ => return bad("`limit` must be a whole number of at least 1".into()),
         },
     };
+    // The SDKs send `null` or `""` for "from the start" and "in key order".
     let last = match body.get("last") {
         None | Some(Value::Null) => None,
+        Some(Value::String(last)) if last.is_empty() => None,
         Some(Value::String(last)) => Some(last.as_str()),
-        Some(_) => return error(400, "`last` must be the key a previous page ended at"),
+        Some(_) => return bad("`last` must be the key a previous page ended at".into()),
     };
-    let descending = match body.get("sort").and_then(Value::as_str) {
-        None => false,
-        Some("asc") => false,
-        Some("desc") => true,
-        Some(other) => return error(400, format!("`sort` is `{other}`: use \"asc\" or \"desc\"")),
+    let descending = match body.get("sort") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(sort)) if sort.is_empty() || sort == "asc" => false,
+        Some(Value::String(sort)) if sort == "desc" => true,
+        Some(other) => return bad(format!("`sort` is {other}: use \"asc\" or \"desc\"")),
     };
     let mut items = Vec::new();
     let mut more = false;

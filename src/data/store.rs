@@ -1,5 +1,6 @@
 //! Where Base items live: the [`ItemStore`] trait, and its embedded default on SQLite (one file
-//! in the app's state folder, WAL, every write committed durably before it is acknowledged).
+//! in the app's state folder, WAL, every write committed durably before it is acknowledged),
+//! which also holds Drive's files (`files.rs`).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -21,7 +22,8 @@ pub(crate) enum Change<T> {
 
 /// The storage behind Base: items by app-wide base name and key. Every method is a whole
 /// transaction that is durable when it returns `Ok`. An item whose `__expires` (Unix seconds)
-/// is at or before `now` is as good as absent. Implementations block: callers run them on a
+/// is before `now` is as good as absent (as on Deta, it is still there in its last second).
+/// Implementations block: callers run them on a
 /// blocking thread.
 pub(crate) trait ItemStore: Send + Sync {
     /// The item at `key`.
@@ -81,7 +83,27 @@ impl SqliteStore {
                      expires INTEGER,
                      PRIMARY KEY (base, key)
                  ) WITHOUT ROWID;
-                 CREATE INDEX IF NOT EXISTS items_expires ON items (expires) WHERE expires IS NOT NULL;",
+                 CREATE INDEX IF NOT EXISTS items_expires ON items (expires) WHERE expires IS NOT NULL;
+                 CREATE TABLE IF NOT EXISTS files (
+                     drive TEXT NOT NULL,
+                     name TEXT NOT NULL,
+                     content_type TEXT NOT NULL,
+                     data BLOB NOT NULL,
+                     PRIMARY KEY (drive, name)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS uploads (
+                     id TEXT PRIMARY KEY,
+                     drive TEXT NOT NULL,
+                     name TEXT NOT NULL,
+                     content_type TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS parts (
+                     upload TEXT NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
+                     part INTEGER NOT NULL,
+                     data BLOB NOT NULL,
+                     PRIMARY KEY (upload, part)
+                 );
+                 PRAGMA foreign_keys = ON;",
             )
             .with_context(|| {
                 format!(
@@ -94,7 +116,8 @@ impl SqliteStore {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// The connection, for this store's parts (`files`).
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -133,7 +156,7 @@ impl ItemStore for SqliteStore {
         let text: Option<String> = connection
             .query_row(
                 "SELECT item FROM items WHERE base = ?1 AND key = ?2 \
-                 AND (expires IS NULL OR expires > ?3)",
+                 AND (expires IS NULL OR expires >= ?3)",
                 params![base, key, now],
                 |row| row.get(0),
             )
@@ -163,7 +186,7 @@ impl ItemStore for SqliteStore {
         let text: Option<String> = tx
             .query_row(
                 "SELECT item FROM items WHERE base = ?1 AND key = ?2 \
-                 AND (expires IS NULL OR expires > ?3)",
+                 AND (expires IS NULL OR expires >= ?3)",
                 params![base, key, now],
                 |row| row.get(0),
             )
@@ -197,10 +220,10 @@ impl ItemStore for SqliteStore {
     ) -> anyhow::Result<()> {
         let sql = if descending {
             "SELECT key, item FROM items WHERE base = ?1 AND (?2 IS NULL OR key < ?2) \
-             AND (expires IS NULL OR expires > ?3) ORDER BY key DESC LIMIT ?4"
+             AND (expires IS NULL OR expires >= ?3) ORDER BY key DESC LIMIT ?4"
         } else {
             "SELECT key, item FROM items WHERE base = ?1 AND (?2 IS NULL OR key > ?2) \
-             AND (expires IS NULL OR expires > ?3) ORDER BY key ASC LIMIT ?4"
+             AND (expires IS NULL OR expires >= ?3) ORDER BY key ASC LIMIT ?4"
         };
         let mut after = after.map(str::to_string);
         loop {

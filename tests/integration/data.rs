@@ -42,7 +42,7 @@ async fn base_put_get_delete_from_a_guest() {
         Some(json!({"items": [
             {"key": "a", "title": "first", "n": 1},
             {"title": "keyless"},
-            "not an object"
+            {"key": "b", "": "an empty attribute name"}
         ]})),
     )
     .await;
@@ -57,7 +57,38 @@ async fn base_put_get_delete_from_a_guest() {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
     );
-    assert_eq!(body["failed"]["items"], json!(["not an object"]));
+    assert_eq!(
+        body["failed"]["items"],
+        json!([{"key": "b", "": "an empty attribute name"}])
+    );
+    // A bad item refuses the whole put: nothing of it is stored.
+    for (items, error) in [
+        (
+            json!([{"key": "c"}, "not an object"]),
+            "item 1: an item must be a JSON object",
+        ),
+        (
+            json!([{"key": "c"}, {"key": 1}]),
+            "item 1: the key must be a string",
+        ),
+        (
+            json!([{"key": "c"}, {"key": "c"}]),
+            "key `c` is in the put twice",
+        ),
+    ] {
+        assert_eq!(
+            base(
+                &server,
+                "PUT",
+                "/notes/items",
+                Some(json!({"items": items}))
+            )
+            .await,
+            (400, json!({"errors": [error]})),
+            "{items}"
+        );
+    }
+    assert_eq!(base(&server, "GET", "/notes/items/c", None).await.0, 404);
 
     assert_eq!(
         base(&server, "GET", "/notes/items/a", None).await,
@@ -122,10 +153,7 @@ async fn base_insert_and_its_conflict() {
     );
     assert_eq!(
         base(&server, "POST", "/b/items", Some(item)).await,
-        (
-            409,
-            json!({"errors": ["an item with key `k` already exists"]})
-        )
+        (409, json!({"errors": ["Key already exists"]}))
     );
     // The item is the first one, unchanged.
     assert_eq!(
@@ -158,7 +186,7 @@ async fn base_update_operations() {
     )
     .await;
     let update = json!({
-        "set": {"name": "bea", "profile.city": "y", "new.deep": true},
+        "set": {"name": "bea", "profile.city": "y", "new": {"deep": true}},
         "increment": {"age": 2, "visits": 1},
         "append": {"tags": ["c", "d"]},
         "prepend": {"list": "z"},
@@ -184,7 +212,7 @@ async fn base_update_operations() {
             Some(json!({"set": {"a": 1}}))
         )
         .await,
-        (404, json!({"errors": ["no item with key `missing`"]}))
+        (404, json!({"errors": ["Key not found"]}))
     );
     for (update, error) in [
         (
@@ -210,6 +238,19 @@ async fn base_update_operations() {
         (
             json!({"rename": {}}),
             "unknown operation `rename`: use set, increment, append, prepend or delete",
+        ),
+        // As Deta's SDKs send an update: every operation, all of them empty.
+        (
+            json!({"set": {}, "increment": {}, "append": {}, "prepend": {}, "delete": []}),
+            "nothing to update: every operation is empty",
+        ),
+        (
+            json!({"set": {"missing.field": 1}}),
+            "`missing.field`: a nested field needs its parent to exist and be an object",
+        ),
+        (
+            json!({"set": {"name.first": "a"}}),
+            "`name.first`: a nested field needs its parent to exist and be an object",
         ),
     ] {
         assert_eq!(
@@ -271,6 +312,15 @@ async fn base_query_operators_paging_and_sort() {
             vec!["k1", "k9"],
         ),
         (json!([{"missing": 1}]), vec![]),
+        // Deta's other spellings of the operators.
+        (json!([{"n?<": 2}, {"n?>=": 9}]), vec!["k1", "k9"]),
+        (json!([{"n?<=": 1}, {"n?>": 8}]), vec!["k1", "k9"]),
+        (
+            json!([{"tags?!contains": "odd", "n?lt": 5}]),
+            vec!["k2", "k4"],
+        ),
+        // Comparisons are within a type: a string is not less than a number.
+        (json!([{"name?lt": 5}]), vec![]),
     ] {
         let (status, body) = base(&server, "POST", "/q/query", Some(json!({"query": query}))).await;
         assert_eq!(status, 200, "{query}: {body}");
@@ -307,6 +357,24 @@ async fn base_query_operators_paging_and_sort() {
     .await;
     assert_eq!(keys(&page), ["k9", "k8", "k7"]);
     assert_eq!(page["paging"]["last"], json!("k7"));
+    // What deta-python sends for the first page in key order: empty `last` and `sort`.
+    let (status, page) = base(
+        &server,
+        "POST",
+        "/q/query",
+        Some(json!({"limit": 2, "last": null, "sort": ""})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(keys(&page), ["k1", "k2"]);
+    let (_, page) = base(
+        &server,
+        "POST",
+        "/q/query",
+        Some(json!({"query": [], "limit": 1000, "last": "", "sort": ""})),
+    )
+    .await;
+    assert_eq!(page["paging"], json!({"size": 9}));
     for (body, error) in [
         (
             json!({"query": [{"n?near": 1}]}),
@@ -322,7 +390,7 @@ async fn base_query_operators_paging_and_sort() {
         ),
         (
             json!({"sort": "up"}),
-            "`sort` is `up`: use \"asc\" or \"desc\"",
+            "`sort` is \"up\": use \"asc\" or \"desc\"",
         ),
         (
             json!({"query": {"n": 1}}),
@@ -331,7 +399,7 @@ async fn base_query_operators_paging_and_sort() {
     ] {
         assert_eq!(
             base(&server, "POST", "/q/query", Some(body.clone())).await,
-            (400, json!({"errors": [error]})),
+            (400, json!({"errors": ["Bad query", error]})),
             "{body}"
         );
     }
@@ -446,15 +514,8 @@ async fn base_limits_obeyed_and_violated() {
         body,
         json!({"errors": [format!("the item is {} bytes, past the limit of {}", micros::data::MAX_ITEM_BYTES + 1, micros::data::MAX_ITEM_BYTES)]})
     );
-    // A request past the limit is refused before it is parsed.
-    let huge = json!({"items": [{"key": "h", "v": "x".repeat(micros::data::MAX_REQUEST_BYTES)}]});
-    assert_eq!(
-        base(&server, "PUT", "/l/items", Some(huge)).await,
-        (
-            413,
-            json!({"errors": [format!("the request body is past the limit of {} bytes", micros::data::MAX_REQUEST_BYTES)]})
-        )
-    );
+    // The request size limit is tested over the owner's route (a guest's own request body is
+    // capped at 5.5 MiB first): `base_is_served_to_the_owner_under_space`.
     assert_eq!(
         base(&server, "PUT", "/l/items", Some(json!({"items": []}))).await,
         (400, json!({"errors": ["no items to put"]}))
@@ -562,6 +623,27 @@ async fn base_is_served_to_the_owner_under_space() {
     assert_eq!(
         serde_json::from_str::<Value>(&reply.text()).unwrap(),
         json!({"paging": {"size": 1}, "items": [{"key": "a", "v": 1}]})
+    );
+    // The largest put Deta allowed (25 items of just under 400 KiB) fits in a request; a
+    // request past the limit is refused before it is parsed.
+    let big = "x".repeat(micros::data::MAX_ITEM_BYTES - 100);
+    let items: Vec<Value> = (0..micros::data::MAX_PUT_ITEMS)
+        .map(|i| json!({"key": i.to_string(), "v": big}))
+        .collect();
+    let reply = owner(
+        "PUT",
+        "/__space/v0/base/o/items",
+        &json!({ "items": items }).to_string(),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(reply.status, 207);
+    let huge = "x".repeat(micros::data::MAX_REQUEST_BYTES + 1);
+    let reply = owner("PUT", "/__space/v0/base/o/items", &huge, Some(&bearer)).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply.text()).unwrap(),
+        json!({"errors": [format!("the request body is past the limit of {} bytes", micros::data::MAX_REQUEST_BYTES)]})
     );
     // Without the owner's token, or with a wrong one: 401, and nothing about the data.
     for auth in [None, Some("Bearer wrong")] {

@@ -8,6 +8,7 @@ mod actions;
 mod auth;
 mod cli;
 mod data;
+mod drive;
 mod front_door;
 mod hostile;
 mod limits;
@@ -27,6 +28,7 @@ fn every_guest_has_a_test() {
         "auth.rs",
         "cli.rs",
         "data.rs",
+        "drive.rs",
         "hostile.rs",
         "limits.rs",
         "manifest.rs",
