@@ -10,6 +10,7 @@ mod base;
 mod drive;
 mod files;
 mod store;
+mod transfer;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub use base::{MAX_ITEM_BYTES, MAX_PUT_ITEMS, MAX_QUERY_LIMIT, MAX_REQUEST_BYTES
 pub use drive::{MAX_CHUNK_BYTES, MAX_FILE_BYTES, MAX_NAMES};
 use files::FileStore;
 use store::{ItemStore, SqliteStore};
+pub use transfer::{Moved, export, import};
 
 /// The host Deta's Base clients send their requests to.
 pub const BASE_HOST: &str = "database.deta.sh";
@@ -175,12 +177,7 @@ impl Data {
     {
         let (name, operation) = rest.split_once('/').unwrap_or((rest, ""));
         let name = decode(name);
-        if name.is_empty()
-            || name.len() > MAX_BASE_NAME
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !is_name(&name) {
             return respond(base::error(
                 400,
                 format!(
@@ -323,6 +320,15 @@ impl Data {
             }
         }
     }
+}
+
+/// Whether `name` may name a base or a drive: 1 to 64 letters, digits, `_` and `-`.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_BASE_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A Base operation and its key.

@@ -730,3 +730,161 @@ async fn base_keeps_every_acknowledged_write_across_sigkill() {
     );
     crate::cli::kill(up).await;
 }
+
+/// Runs `micros data ARGS...`; its exit status and stderr.
+async fn data_command(args: &[&str]) -> (bool, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_micros"))
+        .arg("data")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn data_export_and_import_round_trip() {
+    let first = serve(&app()).await;
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let items = json!({"items": [
+        {"key": "a/b c", "n": 1, "nested": {"list": [1, "two", null]}},
+        {"key": "ttl", "__expires": later}
+    ]});
+    assert_eq!(
+        base(&first, "PUT", "/notes/items", Some(items)).await.0,
+        207
+    );
+    assert_eq!(
+        base(
+            &first,
+            "PUT",
+            "/other/items",
+            Some(json!({"items": [{"key": "x"}]}))
+        )
+        .await
+        .0,
+        207
+    );
+    let binary: Vec<u8> = (0..=255).collect();
+    for (name, body, content_type) in [
+        ("folder/a.txt", Bytes::from_static(b"text"), "text/plain"),
+        (
+            "../../escape",
+            Bytes::from(binary.clone()),
+            "application/x-bin",
+        ),
+    ] {
+        let reply = send(
+            first.addr,
+            http::Request::post(format!(
+                "/drive/files/files?name={}",
+                percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+            ))
+            .header("content-type", content_type)
+            .body(Full::new(body))
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, 201, "{name}: {reply:?}");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let export = out.path().join("export");
+    let app_dir = first.dir.path().to_str().unwrap().to_string();
+    // Exported while the app is running.
+    let (ok, stderr) = data_command(&["export", "--to", export.to_str().unwrap(), &app_dir]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("exported 3 item(s) and 2 file(s)"),
+        "{stderr}"
+    );
+    assert!(export.join("base/notes.jsonl").is_file());
+    assert!(export.join("drive/files/index.jsonl").is_file());
+    // Nothing is written outside the folder, whatever a file's name.
+    assert!(!out.path().join("escape").exists());
+    // An export never overwrites.
+    let (ok, stderr) = data_command(&["export", "--to", export.to_str().unwrap(), &app_dir]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("already exists: export into a new folder"),
+        "{stderr}"
+    );
+
+    // Into another app, before it starts.
+    let (dir, _) = crate::support::write_app(&app());
+    let (ok, stderr) = data_command(&[
+        "import",
+        "--from",
+        export.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("imported 3 item(s) and 2 file(s)"),
+        "{stderr}"
+    );
+    let up = crate::cli::up(&[dir.path().to_str().unwrap()]).await;
+    let second = |path: &str| {
+        send(
+            up.addr,
+            http::Request::get(path)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+    };
+    let reply = second("/notes/items/a%2Fb%20c").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply.text()).unwrap(),
+        json!({"key": "a/b c", "n": 1, "nested": {"list": [1, "two", null]}})
+    );
+    let reply = second("/notes/items/ttl").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply.text()).unwrap(),
+        json!({"key": "ttl", "__expires": later})
+    );
+    assert_eq!(second("/other/items/x").await.status, 200);
+    let reply = second("/drive/files/files/download?name=..%2F..%2Fescape").await;
+    assert_eq!(reply.body.as_deref().unwrap(), binary.as_slice());
+    assert_eq!(reply.header("content-type"), Some("application/x-bin"));
+    let reply = second("/drive/files/files/download?name=folder%2Fa.txt").await;
+    assert_eq!(reply.text(), "text");
+    crate::cli::kill(up).await;
+
+    // A damaged export changes nothing: the import is one transaction.
+    let damaged = out.path().join("damaged");
+    std::fs::create_dir_all(damaged.join("base")).unwrap();
+    std::fs::write(
+        damaged.join("base/fresh.jsonl"),
+        "{\"key\": \"ok\"}\nnot json\n",
+    )
+    .unwrap();
+    let (ok, stderr) = data_command(&[
+        "import",
+        "--from",
+        damaged.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ])
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("fresh.jsonl` line 2: not a JSON object"),
+        "{stderr}"
+    );
+    let up = crate::cli::up(&[dir.path().to_str().unwrap()]).await;
+    let reply = send(
+        up.addr,
+        http::Request::get("/fresh/items/ok")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    crate::cli::kill(up).await;
+}

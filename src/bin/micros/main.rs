@@ -80,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Export or import the app's data (Base items and Drive files).
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// List every scheduled action: Micro, id, schedule, next run (UTC).
     Actions {
         /// An app folder holding `Spacefile.toml`, or the file itself.
@@ -114,6 +119,28 @@ enum KeysCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write every Base item and Drive file to a new folder (a consistent snapshot; the app
+    /// may be running).
+    Export {
+        /// The folder to create.
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+    /// Read a folder written by `export` into the app: items and files of the same key or name
+    /// are replaced, all or nothing.
+    Import {
+        /// The folder to read.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        app: AppArgs,
+    },
+}
+
 /// Which app a command is about.
 #[derive(Args)]
 struct AppArgs {
@@ -130,6 +157,11 @@ impl AppArgs {
     fn credentials(&self) -> anyhow::Result<micros::Credentials> {
         credentials_of(&self.path, self.state_dir.clone())
     }
+
+    /// The app's state folder.
+    fn state(&self) -> anyhow::Result<micros::state::StateDir> {
+        state_of(&self.path, self.state_dir.clone())
+    }
 }
 
 /// The credentials of the app at `path`.
@@ -137,13 +169,20 @@ fn credentials_of(
     path: &std::path::Path,
     state_dir: Option<PathBuf>,
 ) -> anyhow::Result<micros::Credentials> {
+    Ok(micros::Credentials::open(&state_of(path, state_dir)?))
+}
+
+/// The state folder of the app at `path`: `state_dir`, or `.micros/` beside its manifest.
+fn state_of(
+    path: &std::path::Path,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<micros::state::StateDir> {
     let manifest = Manifest::load(path)?;
     let config = Config {
         state_dir,
         ..Config::default()
     };
-    let state = micros::state::StateDir::open(config.state_dir_for(&manifest))?;
-    Ok(micros::Credentials::open(&state))
+    micros::state::StateDir::open(config.state_dir_for(&manifest))
 }
 
 #[derive(Args)]
@@ -294,6 +333,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Data { command } => match command {
+            DataCommand::Export { to, app } => {
+                let moved = micros::data::export(&app.state()?, &to)?;
+                eprintln!(
+                    "exported {} item(s) and {} file(s) to `{}`",
+                    moved.items,
+                    moved.files,
+                    to.display()
+                );
+                Ok(())
+            }
+            DataCommand::Import { from, app } => {
+                let moved = micros::data::import(&app.state()?, &from)?;
+                eprintln!(
+                    "imported {} item(s) and {} file(s) from `{}`",
+                    moved.items,
+                    moved.files,
+                    from.display()
+                );
+                Ok(())
+            }
+        },
         Command::Keys { command } => match command {
             KeysCommand::Create { name, app } => {
                 let key = app.credentials()?.create_key(&name)?;
