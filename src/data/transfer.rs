@@ -191,7 +191,7 @@ pub fn import(state: &crate::state::StateDir, from: &Path) -> anyhow::Result<Mov
             if line.trim().is_empty() {
                 continue;
             }
-            let entry: Value = serde_json::from_str(&line).with_context(|| at())?;
+            let entry: Value = serde_json::from_str(&line).with_context(at)?;
             let field = |name: &str| {
                 entry
                     .get(name)
