@@ -38,7 +38,7 @@ pub(crate) struct AppInner {
     pub(crate) access: Vec<crate::auth::MicroAccess>,
     /// What the runtime counts.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
-    /// The app's Base, shared by its Micros and its owner.
+    /// The app's Base and Drive, shared by its Micros and its owner.
     pub(crate) data: Arc<crate::data::Data>,
 }
 

@@ -141,7 +141,8 @@ pub(crate) fn check(
 }
 
 /// Decides whether a request for the runtime's own owner-only routes (the app's data at
-/// `/__space/v0/base/`) gets in: the owner's token only, never an app key.
+/// `/__space/v0/base/` and `/__space/v0/drive/`) gets in: the owner's token only, never an
+/// app key.
 pub(crate) fn check_owner(
     mode: AuthMode,
     credentials: &Credentials,

@@ -9,6 +9,7 @@
 mod base;
 mod drive;
 mod files;
+mod query;
 mod store;
 mod transfer;
 

@@ -130,7 +130,8 @@ pub(crate) struct Sandbox {
     /// of a request's CPU, BENCHMARKS.md). A directory handle carries no state of its own that
     /// one execution could leave for the next: reads and writes go to files opened under it.
     preopens: WasiFilesystemCtx,
-    /// The Micro's `src`, canonical: where its SQLite databases may be opened.
+    /// The Micro's `src`, canonical (`App::load` resolves it): where its SQLite databases may
+    /// be opened.
     root: Arc<Path>,
     /// Where this Micro's outbound HTTP may go.
     outbound: Arc<OutboundPolicy>,
@@ -145,6 +146,7 @@ pub(crate) struct Sandbox {
 pub(crate) struct SandboxSpec {
     pub name: String,
     pub env: Vec<(String, String)>,
+    /// The Micro's `src`, canonical.
     pub root: PathBuf,
     pub tmp: PathBuf,
     pub limits: Limits,
@@ -165,15 +167,8 @@ impl Sandbox {
                 .with_context(|| format!("micro `{}`: cannot count its /tmp", spec.name))?;
         tmp_quota.count_refusals_in(spec.tmp_refusals);
         let preopens = open_folders(&spec.name, &spec.root, &spec.tmp)?;
-        let root = spec.root.canonicalize().with_context(|| {
-            format!(
-                "micro `{}`: cannot resolve `{}`",
-                spec.name,
-                spec.root.display()
-            )
-        })?;
         Ok(Self {
-            root: root.into(),
+            root: spec.root.clone().into(),
             name: spec.name,
             engine: engine.clone(),
             pre,
