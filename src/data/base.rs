@@ -15,6 +15,9 @@ pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// Items one query page holds at most, whatever its `limit` (Deta paged at 1,000).
 pub const MAX_QUERY_LIMIT: usize = 1000;
+/// Expired items removed after each write: a write pays for the space its expired
+/// predecessors hold, a little at a time, and no sweeper is needed.
+const PURGE_PER_WRITE: usize = 16;
 /// Characters of a generated key: 12 lowercase letters and digits, as Deta's were.
 const GENERATED_KEY_LEN: usize = 12;
 
@@ -123,10 +126,18 @@ pub(crate) fn put(store: &dyn ItemStore, base: &str, body: &Value) -> Answer {
     if let Err(e) = store.put(base, &processed) {
         return self::failed(&e);
     }
+    purge(store);
     (
         207,
         json!({ "processed": { "items": processed }, "failed": { "items": failed } }),
     )
+}
+
+/// Gives back the space of a few expired items; a failure here only delays that.
+fn purge(store: &dyn ItemStore) {
+    if let Err(error) = store.purge_expired(now(), PURGE_PER_WRITE) {
+        tracing::warn!(error.type = "data", "expired items not purged: {error:#}");
+    }
 }
 
 /// `GET /items/{key}` → 200 the item, 404 `{"key": key}`.
@@ -165,7 +176,10 @@ pub(crate) fn insert(store: &dyn ItemStore, base: &str, body: &Value) -> Answer 
         None => Change::Write(item.clone(), Ok(item.clone())),
     });
     match result {
-        Ok(Ok(item)) => (201, Value::Object(item)),
+        Ok(Ok(item)) => {
+            purge(store);
+            (201, Value::Object(item))
+        }
         Ok(Err((status, message))) => error(status, message),
         Err(e) => failed(&e),
     }
@@ -357,6 +371,7 @@ pub(crate) fn update(store: &dyn ItemStore, base: &str, key: &str, body: &Value)
     });
     match result {
         Ok(Ok(_)) => {
+            purge(store);
             let mut answer = body.as_object().cloned().unwrap_or_default();
             answer.insert("key".into(), Value::String(key.to_string()));
             (200, Value::Object(answer))

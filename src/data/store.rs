@@ -41,6 +41,9 @@ pub(crate) trait ItemStore: Send + Sync {
     ) -> anyhow::Result<DataResult>;
     /// Removes the item at `key`, if any.
     fn delete(&self, base: &str, key: &str) -> anyhow::Result<()>;
+    /// Removes up to `max` items of any base that expired before `now`: they are never read
+    /// again, so this only gives their space back. Returns how many went.
+    fn purge_expired(&self, now: i64, max: usize) -> anyhow::Result<usize>;
     /// Visits live items in key order (descending if `descending`), starting after `after`,
     /// until `visit` returns `false`.
     fn scan(
@@ -210,6 +213,14 @@ impl ItemStore for SqliteStore {
         Ok(())
     }
 
+    fn purge_expired(&self, now: i64, max: usize) -> anyhow::Result<usize> {
+        Ok(self.lock().execute(
+            "DELETE FROM items WHERE (base, key) IN \
+             (SELECT base, key FROM items WHERE expires < ?1 LIMIT ?2)",
+            params![now, i64::try_from(max).unwrap_or(i64::MAX)],
+        )?)
+    }
+
     fn scan(
         &self,
         base: &str,
@@ -247,5 +258,45 @@ impl ItemStore for SqliteStore {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(key: &str, expires: Option<i64>) -> Item {
+        let mut item = Item::new();
+        item.insert("key".into(), Value::from(key));
+        if let Some(expires) = expires {
+            item.insert("__expires".into(), Value::from(expires));
+        }
+        item
+    }
+
+    #[test]
+    fn expired_items_are_purged_a_few_at_a_time_and_live_ones_never() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("data.sqlite3")).expect("store");
+        let mut items: Vec<Item> = (0..5)
+            .map(|i| item(&format!("old{i}"), Some(100)))
+            .collect();
+        items.push(item("last-second", Some(200)));
+        items.push(item("forever", None));
+        store.put("b", &items).expect("put");
+        // At 200, the item expiring at 200 is still live; the five at 100 are gone, 3 at a time.
+        assert_eq!(store.purge_expired(200, 3).expect("purge"), 3);
+        assert_eq!(store.purge_expired(200, 3).expect("purge"), 2);
+        assert_eq!(store.purge_expired(200, 3).expect("purge"), 0);
+        let mut left = Vec::new();
+        store
+            .scan("b", None, false, 0, &mut |item| {
+                left.push(item["key"].as_str().unwrap_or_default().to_string());
+                true
+            })
+            .expect("scan");
+        assert_eq!(left, ["forever", "last-second"]);
+        assert!(store.get("b", "last-second", 200).expect("get").is_some());
+        assert!(store.get("b", "last-second", 201).expect("get").is_none());
     }
 }

@@ -278,17 +278,20 @@ where
     try_send(addr, request).await.expect("response head")
 }
 
-/// Sends one request; an error if the connection closed before a response head arrived.
+/// Sends one request; an error if the server could not be reached or the connection closed
+/// before a response head arrived.
 pub async fn try_send<B>(addr: SocketAddr, mut request: Request<B>) -> Result<Reply, String>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .expect("handshake");
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
