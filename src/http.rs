@@ -103,13 +103,7 @@ impl App {
             Route::Reserved(_) if request.uri().path() == crate::auth::LOGIN_PATH => {
                 let secure = self.via_tls(&request);
                 // The form's body is held to the same pace as any other: a stalled sender is cut.
-                let request = request.map(|body| {
-                    body::TimedBody::new(
-                        body,
-                        self.inner.front_door.body_read_timeout,
-                        Arc::clone(&record.bytes_in),
-                    )
-                });
+                let request = request.map(|body| self.timed(body, &record));
                 Ok(crate::auth::login(request, &self.inner.credentials, secure)
                     .instrument(span.clone())
                     .await)
@@ -201,13 +195,7 @@ impl App {
         )
         .map_err(|()| ExecutionError::Unauthorized)?;
         record.auth = Some(access.label());
-        let request = request.map(|body| {
-            body::TimedBody::new(
-                body,
-                self.inner.front_door.body_read_timeout,
-                Arc::clone(&record.bytes_in),
-            )
-        });
+        let request = request.map(|body| self.timed(body, record));
         let response = self.inner.data.answer_owner(request).await;
         let (parts, body) = response.into_parts();
         let bytes = body
@@ -216,6 +204,16 @@ impl App {
             .map(http_body_util::Collected::to_bytes)
             .unwrap_or_default();
         Ok(Response::from_parts(parts, ResponseBody::full(bytes)))
+    }
+
+    /// A request body held to the front door's pace (a stalled sender is cut), its bytes counted
+    /// for the access log.
+    fn timed<B>(&self, body: B, record: &access::AccessRecord) -> body::TimedBody<B> {
+        body::TimedBody::new(
+            body,
+            self.inner.front_door.body_read_timeout,
+            Arc::clone(&record.bytes_in),
+        )
     }
 
     /// Whether a request came over TLS: only a trusted proxy can say so.
@@ -293,11 +291,7 @@ impl App {
         {
             parts.headers.insert(HOST, host);
         }
-        let body = body::TimedBody::new(
-            body,
-            self.inner.front_door.body_read_timeout,
-            Arc::clone(&record.bytes_in),
-        );
+        let body = self.timed(body, record);
         let body: GuestBody = if cap.is_none() {
             // A benchmark build with the limits off: the body as it comes.
             body.map_err(guest_body_error).boxed_unsync()

@@ -1,7 +1,6 @@
 //! Deta Base's operations over an [`ItemStore`]: put, get, insert, update, delete and query, with
 //! Deta's request and response shapes, limits and status codes.
 
-use rand::RngExt as _;
 use serde_json::{Map, Value, json};
 
 use super::query::{holds, parse_query};
@@ -50,11 +49,7 @@ fn now() -> i64 {
 }
 
 fn generated_key() -> String {
-    const SYMBOLS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..GENERATED_KEY_LEN)
-        .map(|_| char::from(SYMBOLS[rng.random_range(0..SYMBOLS.len())]))
-        .collect()
+    crate::state::random_string(GENERATED_KEY_LEN, b"abcdefghijklmnopqrstuvwxyz0123456789")
 }
 
 /// Checks an item to store and gives it a key if it has none.

@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use http::Method;
-use rand::RngExt as _;
 use serde_json::{Value, json};
 
 use super::base::error;
@@ -18,6 +17,8 @@ pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 pub const MAX_NAMES: usize = 1000;
 /// Bytes of a file name.
 const MAX_NAME_BYTES: usize = 1024;
+/// Characters of an upload's id (lowercase letters and digits).
+const UPLOAD_ID_LEN: usize = 24;
 /// The type of a file uploaded without one.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -122,6 +123,13 @@ fn about(request: &DriveRequest<'_>, drive: &str, name: &str) -> Value {
     json!({ "name": name, "project_id": request.project_id, "drive_name": drive })
 }
 
+/// The same for an upload in parts, with its id.
+fn about_upload(request: &DriveRequest<'_>, drive: &str, name: &str, id: &str) -> Value {
+    let mut answer = about(request, drive, name);
+    answer["upload_id"] = json!(id);
+    answer
+}
+
 fn upload(
     store: &dyn FileStore,
     drive: &str,
@@ -201,20 +209,12 @@ fn delete(store: &dyn FileStore, drive: &str, body: &Bytes) -> Result<Answer, An
 
 fn start(store: &dyn FileStore, drive: &str, request: &DriveRequest<'_>) -> Result<Answer, Answer> {
     let name = name(request.query)?;
-    let id = {
-        const SYMBOLS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-        let mut rng = rand::rng();
-        (0..24)
-            .map(|_| char::from(SYMBOLS[rng.random_range(0..SYMBOLS.len())]))
-            .collect::<String>()
-    };
+    let id = crate::state::random_string(UPLOAD_ID_LEN, b"abcdefghijklmnopqrstuvwxyz0123456789");
     let content_type = request.content_type.unwrap_or(DEFAULT_CONTENT_TYPE);
     store
         .start_upload(drive, &name, &id, content_type)
         .map_err(|e| failed(&e))?;
-    let mut answer = about(request, drive, &name);
-    answer["upload_id"] = json!(id);
-    Ok(Answer::Json(202, answer))
+    Ok(Answer::Json(202, about_upload(request, drive, &name, &id)))
 }
 
 fn part(
@@ -234,8 +234,7 @@ fn part(
     {
         return Err(no_upload(id, &name));
     }
-    let mut answer = about(request, drive, &name);
-    answer["upload_id"] = json!(id);
+    let mut answer = about_upload(request, drive, &name, id);
     answer["part"] = json!(part);
     Ok(Answer::Json(200, answer))
 }
@@ -256,9 +255,7 @@ fn finish(
         .map_err(|e| failed(&e))?
     {
         Finished::Stored => {
-            let mut answer = about(request, drive, &name);
-            answer["upload_id"] = json!(id);
-            Ok(Answer::Json(200, answer))
+            Ok(Answer::Json(200, about_upload(request, drive, &name, id)))
         }
         Finished::NoUpload => Err(no_upload(id, &name)),
         Finished::TooLarge(size) => Err(error(
@@ -284,7 +281,5 @@ fn abort(
     {
         return Err(no_upload(id, &name));
     }
-    let mut answer = about(request, drive, &name);
-    answer["upload_id"] = json!(id);
-    Ok(Answer::Json(200, answer))
+    Ok(Answer::Json(200, about_upload(request, drive, &name, id)))
 }

@@ -83,11 +83,7 @@ impl FileStore for SqliteStore {
         content_type: &str,
         data: &[u8],
     ) -> anyhow::Result<()> {
-        self.lock().execute(
-            "INSERT OR REPLACE INTO files (drive, name, content_type, data) VALUES (?1, ?2, ?3, ?4)",
-            params![drive, name, content_type, data],
-        )?;
-        Ok(())
+        write_file(&self.lock(), drive, name, content_type, data)
     }
 
     fn get_file(&self, drive: &str, name: &str) -> anyhow::Result<Option<File>> {
@@ -207,10 +203,7 @@ impl FileStore for SqliteStore {
             params![id],
             |row| row.get(0),
         )?;
-        tx.execute(
-            "INSERT OR REPLACE INTO files (drive, name, content_type, data) VALUES (?1, ?2, ?3, ?4)",
-            params![drive, name, content_type, data],
-        )?;
+        write_file(&tx, drive, name, &content_type, &data)?;
         tx.execute("DELETE FROM uploads WHERE id = ?1", params![id])?;
         tx.commit()?;
         Ok(Finished::Stored)
@@ -222,6 +215,21 @@ impl FileStore for SqliteStore {
             params![id, drive, name],
         )? > 0)
     }
+}
+
+/// Stores a whole file, replacing any of the same name.
+pub(super) fn write_file(
+    connection: &rusqlite::Connection,
+    drive: &str,
+    name: &str,
+    content_type: &str,
+    data: &[u8],
+) -> anyhow::Result<()> {
+    connection.execute(
+        "INSERT OR REPLACE INTO files (drive, name, content_type, data) VALUES (?1, ?2, ?3, ?4)",
+        params![drive, name, content_type, data],
+    )?;
+    Ok(())
 }
 
 fn upload_exists(

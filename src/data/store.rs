@@ -140,8 +140,9 @@ fn parse(text: &str) -> anyhow::Result<Item> {
     serde_json::from_str(text).context("a stored item is not a JSON object")
 }
 
-fn write(tx: &rusqlite::Transaction<'_>, base: &str, item: &Item) -> anyhow::Result<()> {
-    tx.execute(
+/// Stores `item` (which holds its key) in `base`, replacing any of the same key.
+pub(super) fn write(connection: &Connection, base: &str, item: &Item) -> anyhow::Result<()> {
+    connection.execute(
         "INSERT OR REPLACE INTO items (base, key, item, expires) VALUES (?1, ?2, ?3, ?4)",
         params![
             base,
@@ -153,18 +154,27 @@ fn write(tx: &rusqlite::Transaction<'_>, base: &str, item: &Item) -> anyhow::Res
     Ok(())
 }
 
+/// The item at `key` of `base`, unless it expired before `now`.
+fn read_live(
+    connection: &Connection,
+    base: &str,
+    key: &str,
+    now: i64,
+) -> anyhow::Result<Option<Item>> {
+    let text: Option<String> = connection
+        .query_row(
+            "SELECT item FROM items WHERE base = ?1 AND key = ?2 \
+             AND (expires IS NULL OR expires >= ?3)",
+            params![base, key, now],
+            |row| row.get(0),
+        )
+        .optional()?;
+    text.as_deref().map(parse).transpose()
+}
+
 impl ItemStore for SqliteStore {
     fn get(&self, base: &str, key: &str, now: i64) -> anyhow::Result<Option<Item>> {
-        let connection = self.lock();
-        let text: Option<String> = connection
-            .query_row(
-                "SELECT item FROM items WHERE base = ?1 AND key = ?2 \
-                 AND (expires IS NULL OR expires >= ?3)",
-                params![base, key, now],
-                |row| row.get(0),
-            )
-            .optional()?;
-        text.as_deref().map(parse).transpose()
+        read_live(&self.lock(), base, key, now)
     }
 
     fn put(&self, base: &str, items: &[Item]) -> anyhow::Result<()> {
@@ -186,15 +196,7 @@ impl ItemStore for SqliteStore {
     ) -> anyhow::Result<DataResult> {
         let mut connection = self.lock();
         let tx = connection.transaction()?;
-        let text: Option<String> = tx
-            .query_row(
-                "SELECT item FROM items WHERE base = ?1 AND key = ?2 \
-                 AND (expires IS NULL OR expires >= ?3)",
-                params![base, key, now],
-                |row| row.get(0),
-            )
-            .optional()?;
-        let current = text.as_deref().map(parse).transpose()?;
+        let current = read_live(&tx, base, key, now)?;
         match change(current) {
             Change::Keep(answer) => Ok(answer),
             Change::Write(item, answer) => {

@@ -11,7 +11,6 @@ use std::io::{BufRead as _, Write as _};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use rusqlite::params;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -147,19 +146,10 @@ pub fn import(state: &crate::state::StateDir, from: &Path) -> anyhow::Result<Mov
             }
             let item: serde_json::Map<String, Value> = serde_json::from_str(&line)
                 .with_context(|| format!("{}: not a JSON object", at()))?;
-            let key = item
-                .get("key")
-                .and_then(Value::as_str)
-                .with_context(|| format!("{}: the item has no string `key`", at()))?;
-            tx.execute(
-                "INSERT OR REPLACE INTO items (base, key, item, expires) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    base,
-                    key,
-                    line,
-                    item.get("__expires").and_then(Value::as_i64)
-                ],
-            )?;
+            if !item.get("key").is_some_and(Value::is_string) {
+                bail!("{}: the item has no string `key`", at());
+            }
+            super::store::write(&tx, &base, &item)?;
             moved.items += 1;
         }
     }
@@ -206,10 +196,7 @@ pub fn import(state: &crate::state::StateDir, from: &Path) -> anyhow::Result<Mov
             }
             let data = std::fs::read(folder.path().join(&file))
                 .with_context(|| format!("{}: the file `{file}` is missing", at()))?;
-            tx.execute(
-                "INSERT OR REPLACE INTO files (drive, name, content_type, data) VALUES (?1, ?2, ?3, ?4)",
-                params![drive, name, content_type, data],
-            )?;
+            super::files::write_file(&tx, &drive, &name, &content_type, &data)?;
             moved.files += 1;
         }
     }

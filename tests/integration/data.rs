@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::support::{MicroSpec, Server, micro, send, serve, serve_config};
 
 /// The `deta` guest as the primary Micro, open to anyone (the tests are about data, not auth).
-fn app() -> Vec<MicroSpec> {
+pub(crate) fn app() -> Vec<MicroSpec> {
     vec![micro("web", guests::DETA).primary().toml("public = true")]
 }
 
@@ -806,7 +806,9 @@ async fn data_export_and_import_round_trip() {
     );
     assert!(export.join("base/notes.jsonl").is_file());
     assert!(export.join("drive/files/index.jsonl").is_file());
-    // Nothing is written outside the folder, whatever a file's name.
+    // Nothing is written where the name points, whatever a file's name: `../../escape` from
+    // the drive's folder would be `export/escape`.
+    assert!(!export.join("escape").exists());
     assert!(!out.path().join("escape").exists());
     // An export never overwrites.
     let (ok, stderr) = data_command(&["export", "--to", export.to_str().unwrap(), &app_dir]).await;

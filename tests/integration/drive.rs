@@ -4,15 +4,10 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use micros::AuthMode;
-use micros_guests as guests;
 use serde_json::{Value, json};
 
-use crate::support::{MicroSpec, Reply, Server, micro, send, serve, serve_config};
-
-/// The `deta` guest as the primary Micro, open to anyone.
-fn app() -> Vec<MicroSpec> {
-    vec![micro("web", guests::DETA).primary().toml("public = true")]
-}
+use crate::data::app;
+use crate::support::{Reply, Server, send, serve, serve_config};
 
 /// Sends `method /drive/{path}` with `body` through the guest to Drive.
 async fn drive(
