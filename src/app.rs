@@ -40,6 +40,16 @@ pub(crate) struct AppInner {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The app's Base and Drive, shared by its Micros and its owner.
     pub(crate) data: Arc<crate::data::Data>,
+    /// What a rebuilt Micro is compiled with ([`App::reload`]): the engine the app's sandboxes
+    /// run on, the compile budget and the compile cache.
+    pub(crate) compiler: Compiler,
+}
+
+/// What compiling a Micro's component needs, kept for [`App::reload`].
+pub(crate) struct Compiler {
+    engine: Engine,
+    budget: crate::config::CompileBudget,
+    cache: Option<crate::engine::CompileCache>,
 }
 
 impl App {
@@ -163,8 +173,52 @@ impl App {
                 access,
                 metrics,
                 data,
+                compiler: Compiler {
+                    engine,
+                    budget: config.compile.clone(),
+                    cache,
+                },
             }),
         })
+    }
+
+    /// Compiles the Micro `name`'s component again from its file and swaps it in: requests and
+    /// actions starting from now run the new one, those in flight finish on the old one. On any
+    /// error (a missing or invalid component, one that does not link), the old one stays.
+    /// Blocking: it compiles (unless the cache has the component).
+    pub fn reload(&self, name: &str) -> anyhow::Result<()> {
+        let inner = &*self.inner;
+        let index = inner
+            .manifest
+            .micros
+            .iter()
+            .position(|m| m.name.as_str() == name)
+            .with_context(|| format!("the app has no Micro `{name}`"))?;
+        inner.manifest.check_files()?;
+        let compiler = &inner.compiler;
+        let pre = sandbox::prepare(
+            &compiler.engine,
+            name,
+            &inner.manifest.micros[index].component_path(&inner.manifest),
+            &compiler.budget,
+            compiler.cache.as_ref(),
+        )?;
+        inner.micros[index].replace(pre);
+        tracing::info!(micro = name, "swapped in the rebuilt component");
+        if let Some(cache) = &compiler.cache {
+            let current: Vec<_> = inner
+                .manifest
+                .micros
+                .iter()
+                .map(|m| m.component_path(&inner.manifest))
+                .collect();
+            let removed = cache.keep_only(compiler.engine.wasmtime(), &current);
+            tracing::debug!(
+                removed,
+                "compile cache pruned to the app's current components"
+            );
+        }
+        Ok(())
     }
 
     /// Checks an app without running it: the manifest's files, and every component compiled,

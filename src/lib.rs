@@ -25,7 +25,9 @@ mod metrics;
 pub mod outbound;
 mod sandbox;
 pub mod sqlite;
+pub mod starter;
 pub mod state;
+mod watch;
 
 pub use actions::{ActionOverride, ActionReport};
 pub use app::App;
@@ -38,3 +40,4 @@ pub use http::{
 pub use manifest::{Manifest, ManifestError};
 pub use outbound::{AllowOutbound, OutboundConfig};
 pub use sandbox::{ExecutionError, ResponseBody};
+pub use watch::{DEFAULT_SETTLE, IGNORED_FOLDERS, watch};

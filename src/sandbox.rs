@@ -11,7 +11,7 @@ mod quota;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -123,7 +123,10 @@ impl WasiHttpView for Host {
 pub(crate) struct Sandbox {
     name: String,
     engine: Engine,
-    pre: ProxyPre<Host>,
+    /// The component each new execution instantiates. `micros up --watch` replaces it with a
+    /// rebuilt one; an execution takes its own handle when it starts, so those in flight finish
+    /// on the component they started with.
+    pre: RwLock<ProxyPre<Host>>,
     env: Vec<(String, String)>,
     /// The Micro's folders as the guest sees them (`/` read-only, `/tmp` writable), opened once
     /// at load: every store shares the two handles instead of opening the paths again (about 5%
@@ -171,7 +174,7 @@ impl Sandbox {
             root: spec.root.clone().into(),
             name: spec.name,
             engine: engine.clone(),
-            pre,
+            pre: RwLock::new(pre),
             env: spec.env,
             preopens,
             tmp_quota: Arc::new(tmp_quota),
@@ -184,6 +187,12 @@ impl Sandbox {
     /// The Micro's name.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Makes `pre` the component that executions starting from now instantiate; those in flight
+    /// go on with theirs.
+    pub(crate) fn replace(&self, pre: ProxyPre<Host>) {
+        *self.pre.write().unwrap_or_else(PoisonError::into_inner) = pre;
     }
 
     /// The limits every execution of this Micro runs under.
@@ -307,7 +316,11 @@ impl Sandbox {
         let out = http
             .new_response_outparam(head_tx)
             .map_err(|e| setup_error(&anyhow::Error::from(e)))?;
-        let pre = self.pre.clone();
+        let pre = self
+            .pre
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let limits = self.limits.clone();
         let timed = self.engine.enforces_limits();
 
@@ -383,7 +396,7 @@ impl Sandbox {
                 let bodiless = is_head || matches!(response.status().as_u16(), 204 | 304);
                 let abort = execution.map(|rest| tokio::spawn(rest).abort_handle());
                 let abort = if bodiless { None } else { abort };
-                Ok(response.map(|body| ResponseBody::guest(body, cap, done_rx, abort)))
+                Ok(response.map(|body| ResponseBody::guest(body, cap, declared, done_rx, abort)))
             }
             Some(Err(code)) => Err(ExecutionError::GuestError(format!("{code:?}"))),
             None => {

@@ -103,6 +103,27 @@ impl CompileCache {
             .with_context(|| format!("failed to write `{}`", path.display()))
     }
 
+    /// Removes every compiled component but those of the component files `current`; says how
+    /// many went. `--watch` compiles every rebuild, and a toolchain whose output differs from
+    /// build to build (componentize-js) would otherwise leave one more artifact (tens of MB)
+    /// per save.
+    pub(crate) fn keep_only(&self, engine: &wasmtime::Engine, current: &[PathBuf]) -> usize {
+        let keep: Vec<PathBuf> = current
+            .iter()
+            .filter_map(|file| std::fs::read(file).ok())
+            .map(|bytes| self.path(engine, &bytes))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "cwasm") && !keep.contains(path))
+            .filter(|path| std::fs::remove_file(path).is_ok())
+            .count()
+    }
+
     /// The seal of `artifact` stored as `path`: the name is sealed too, so that one component's
     /// artifact cannot be passed off as another's.
     fn mac(&self, path: &Path, artifact: &[u8]) -> Hmac<Sha256> {
@@ -182,6 +203,18 @@ mod tests {
         let other = CompileCache::open(&StateDir::open(other_dir.path()).unwrap()).unwrap();
         std::fs::copy(&path, other.path(engine, &bytes)).unwrap();
         assert!(other.load(engine, &bytes).is_none());
+        // Only the current components' artifacts are kept.
+        let hello = dir.path().join("hello.wasm");
+        let echo = dir.path().join("echo.wasm");
+        std::fs::write(&hello, &bytes).unwrap();
+        std::fs::copy(micros_guests::ECHO, &echo).unwrap();
+        let echo_bytes = std::fs::read(&echo).unwrap();
+        let echo_component = Component::from_binary(engine, &echo_bytes).unwrap();
+        cache.store(engine, &echo_bytes, &echo_component).unwrap();
+        assert_eq!(cache.keep_only(engine, &[hello.clone(), echo.clone()]), 0);
+        assert_eq!(cache.keep_only(engine, &[echo]), 1);
+        assert!(cache.load(engine, &bytes).is_none());
+        assert!(cache.load(engine, &echo_bytes).is_some());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

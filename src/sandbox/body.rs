@@ -19,6 +19,9 @@ pub struct ResponseBody {
     kind: Kind,
     /// Bytes handed to the server so far.
     sent: u64,
+    /// The body's length as its `content-length` declares it, if it does: the server stops
+    /// polling once that much is sent, so the body is dropped without seeing its end.
+    declared: Option<u64>,
     /// How the body ended, once it has: `Ok` for a clean end, else the failure.
     ended: Option<Result<(), &'static str>>,
     /// Told how the body ended (or that it was dropped unfinished), once.
@@ -51,18 +54,22 @@ enum Kind {
 }
 
 impl ResponseBody {
+    /// A guest's body, `declared` bytes long if its `content-length` says so.
     pub(crate) fn guest(
         inner: HyperOutgoingBody,
         limit: u64,
+        declared: Option<u64>,
         outcome: oneshot::Receiver<Result<(), ExecutionError>>,
         execution: Option<AbortHandle>,
     ) -> Self {
-        Self::new(Kind::Guest {
+        let mut body = Self::new(Kind::Guest {
             inner,
             limit,
             outcome: Some(outcome),
             execution,
-        })
+        });
+        body.declared = declared;
+        body
     }
 
     /// A body of fixed bytes, as the runtime's own responses have.
@@ -74,6 +81,7 @@ impl ResponseBody {
         Self {
             kind,
             sent: 0,
+            declared: None,
             ended: None,
             on_end: None,
         }
@@ -88,6 +96,31 @@ impl ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        if self.ended.is_none()
+            && self.declared == Some(self.sent)
+            && let Kind::Guest { outcome, .. } = &mut self.kind
+            && let Some(receiver) = outcome.take()
+        {
+            // Every declared byte reached the server: the client has the whole body. The
+            // execution may still be finishing (bounded by its time limit as any other); it is
+            // left to end, and its outcome is what the log records.
+            let on_end = self.on_end.take();
+            let bytes = self.sent;
+            let report = async move {
+                let failure = match receiver.await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(error)) => Some(error.outcome()),
+                    Err(_) => Some("aborted"),
+                };
+                if let Some(on_end) = on_end {
+                    on_end(BodyEnd { bytes, failure });
+                }
+            };
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(report);
+            }
+            return;
+        }
         if let Some(on_end) = self.on_end.take() {
             let failure = match self.ended {
                 Some(Ok(())) => None,

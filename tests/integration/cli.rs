@@ -632,6 +632,34 @@ async fn outbound_denials_are_logged_with_their_rule() {
 
 /// `--log-format json`: one access line per request with its fields, and `--admin`: the
 /// metrics move as requests are served.
+/// A body of declared length is complete when its last byte is sent (the server reads no
+/// further): logged `ok`, not as a client that went away, and its execution is not stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_length_body_sent_whole_is_logged_ok() {
+    let (dir, _) = write_app(&[micro("web", guests::BIG).primary()]);
+    let up = up(&[dir.path().to_str().unwrap()]).await;
+    let declared = get(up.addr, "/?bytes=100000&declare").await;
+    assert_eq!(declared.header("content-length"), Some("100000"));
+    assert_eq!(declared.status, 200);
+    assert_eq!(declared.text().len(), 100_000);
+    let streamed = get(up.addr, "/?bytes=100").await;
+    assert_eq!(streamed.header("content-length"), None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stderr = up.stderr.lock().unwrap().join("\n");
+    for (reply, bytes) in [(&declared, 100_000), (&streamed, 100)] {
+        let id = reply.header("x-request-id").unwrap();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("micros::access") && l.contains(id))
+            .unwrap_or_else(|| panic!("no access line for {id} in:\n{stderr}"));
+        assert!(
+            line.contains(&format!("bytes_out={bytes} outcome=\"ok\"")),
+            "{line}"
+        );
+    }
+    assert!(terminate(up).await.success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn access_log_and_metrics() {
     let (dir, _) = write_app(&[

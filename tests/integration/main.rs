@@ -16,8 +16,10 @@ mod manifest;
 mod outbound;
 mod serving;
 mod sqlite;
+mod starters;
 mod support;
 mod tmp;
+mod watch;
 mod world;
 
 /// Every guest under `guests/` is used by a test: a guest nobody runs is dead weight.

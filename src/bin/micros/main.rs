@@ -40,6 +40,15 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Make a new app folder from a starter: a Micro with a page, a JSON API, a preset and a
+    /// scheduled action, ready for `micros up --build`.
+    New {
+        /// The folder to create; the app is named after it.
+        path: PathBuf,
+        /// The starter's language.
+        #[arg(long, value_name = "rust|python|js", default_value = "rust", value_parser = clap::value_parser!(micros::starter::Language))]
+        lang: micros::starter::Language,
+    },
     /// Serve an app.
     Up(Box<Up>),
     /// Validate the manifest and compile every component.
@@ -215,6 +224,11 @@ struct Up {
     /// Run each Micro's build `commands` before serving.
     #[arg(long)]
     build: bool,
+    /// Build first (as `--build`), then rebuild a Micro whenever a file in its `src` changes and
+    /// swap it in; requests already running finish on the old one, a failed build keeps the old
+    /// one serving. For development.
+    #[arg(long)]
+    watch: bool,
     /// Set a declared preset: `MICRO.NAME=VALUE`, or `NAME=VALUE` for every Micro declaring it.
     #[arg(long = "env", value_name = "[MICRO.]NAME=VALUE")]
     env: Vec<EnvSetting>,
@@ -287,6 +301,16 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::New { path, lang } => {
+            let name = micros::starter::create(&path, lang)?;
+            eprintln!(
+                "made the {} app `{name}` in `{}`; serve it with:\n\n    micros up {} --build\n\n(`--watch` also rebuilds it on every save; its README.md says more)",
+                lang.name(),
+                path.display(),
+                path.display()
+            );
+            Ok(())
+        }
         Command::Check {
             path,
             compile,
@@ -409,7 +433,7 @@ async fn serve(up: Up) -> anyhow::Result<()> {
             Some(listener)
         }
     };
-    if up.build {
+    if up.build || up.watch {
         micros::build(&manifest).await?;
     }
     let auth = if up.no_auth {
@@ -444,6 +468,11 @@ async fn serve(up: Up) -> anyhow::Result<()> {
     }
     let app = tokio::task::spawn_blocking(move || App::load(manifest, &config)).await??;
     tracing::info!("serving on http://{address}");
+    let watching = if up.watch {
+        Some(tokio::spawn(micros::watch(&app)?))
+    } else {
+        None
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let admin = admin.map(|listener| {
         let mut stopped = stopped.clone();
@@ -458,6 +487,9 @@ async fn serve(up: Up) -> anyhow::Result<()> {
     .await;
     if let Some(admin) = admin {
         admin.abort();
+    }
+    if let Some(watching) = watching {
+        watching.abort();
     }
     served
 }

@@ -1,0 +1,533 @@
+"""micro: a small web toolkit for Python Micros.
+
+It turns `wasi:http` (the bindings componentize-py generates) into a friendly API:
+
+    from micro import Micro
+
+    app = Micro()
+
+    @app.get("/hello/<name>")
+    def hello(req, name):
+        return {"hello": name}
+
+    IncomingHandler = app.handler()
+
+`micro.wsgi(flask_app)` does the same for any WSGI application (Flask, Bottle...).
+"""
+
+import html as _html
+import importlib
+import json as _json
+import pkgutil
+import re
+import sys
+import traceback
+from io import BytesIO
+from urllib.parse import parse_qs, unquote
+
+from componentize_py_types import Err, Ok
+from wit_world import exports
+from wit_world.imports import streams
+
+# componentize-py snapshots the interpreter after importing the app module: a module first
+# imported while a request is served is not in the component ("No module named ..." or, for a
+# codec, "unknown encoding"). Import what handlers use at module level, or call `preload()`.
+
+try:  # the world micros:micro/micro names it so (wasi:filesystem has `types` too)...
+    from wit_world.imports import wasi_http_types as _http
+except ImportError:  # ...and wasi:http/proxy alone calls it plain `types`.
+    from wit_world.imports import types as _http
+
+__all__ = [
+    "Micro", "Request", "Response", "HTTPError", "Headers",
+    "text", "html", "json", "redirect", "abort", "escape", "preload", "wsgi",
+]
+
+#: Headers a response may not carry in wasi:http (the runtime manages them).
+_HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
+    "trailer", "upgrade", "host", "http2-settings",
+}
+_READ_CHUNK = 1 << 20
+_MESSAGES = {
+    400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
+    405: "method not allowed", 409: "conflict", 413: "payload too large", 422: "unprocessable",
+    500: "internal server error",
+}
+
+
+def preload(*packages):
+    """Import packages and all their submodules now, so that the component holds them."""
+    for name in packages:
+        package = importlib.import_module(name)
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), name + "."):
+            try:
+                importlib.import_module(info.name)
+            except Exception:  # e.g. needs a C extension or a module WASI lacks (ssl, ...)
+                pass
+
+
+# Every text codec (Werkzeug looks up `idna` for each request, Jinja `unicode-escape`).
+preload("encodings")
+
+
+def escape(value):
+    """Escape a value for HTML text or attributes."""
+    return _html.escape(str(value), quote=True)
+
+
+# ---------------------------------------------------------------------------
+# Requests
+
+
+class Headers:
+    """Case-insensitive, multi-valued HTTP headers."""
+
+    def __init__(self, pairs=()):
+        self._items = [(name.lower(), value) for name, value in pairs]
+
+    def get(self, name, default=None):
+        """The first value of a header, or `default`."""
+        name = name.lower()
+        for key, value in self._items:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name):
+        """Every value of a header, in order."""
+        name = name.lower()
+        return [value for key, value in self._items if key == name]
+
+    def items(self):
+        """(name, value) pairs, names in lower case, repeated names kept."""
+        return list(self._items)
+
+    def __getitem__(self, name):
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name):
+        return self.get(name) is not None
+
+    def __iter__(self):
+        return iter(dict.fromkeys(key for key, _ in self._items))
+
+    def __repr__(self):
+        return f"Headers({self._items!r})"
+
+
+class Request:
+    """An incoming request: method, path, query, headers and the whole body."""
+
+    def __init__(self, method, target, headers, body=b"", authority=None, scheme="http"):
+        self.method = method
+        #: The path and query exactly as sent, e.g. `/api/notes?limit=5`.
+        self.target = target
+        raw_path, _, self.query_string = target.partition("?")
+        #: The raw (percent-encoded) path.
+        self.raw_path = raw_path or "/"
+        #: The percent-decoded path, used for routing.
+        self.path = unquote(self.raw_path)
+        #: Query parameters, first value of each: `?a=1&a=2` gives `{"a": "1"}`.
+        self.query = {k: v[0] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
+        self.headers = headers
+        self.body = body
+        #: The host the client asked for (`Host`), e.g. `127.0.0.1:4200`.
+        self.authority = authority
+        self.scheme = scheme
+        #: Values of the route's `<name>` placeholders.
+        self.params = {}
+
+    @property
+    def content_type(self):
+        """The media type of the body, without parameters, in lower case."""
+        return (self.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+    @property
+    def text(self):
+        """The body decoded as UTF-8 (invalid bytes replaced)."""
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        """The body parsed as JSON; a body that is not JSON is answered 400."""
+        try:
+            return _json.loads(self.body)
+        except ValueError:
+            raise HTTPError(400, "body is not valid JSON") from None
+
+    def form(self):
+        """A url-encoded form body as a dict (first value of each field)."""
+        fields = parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+        return {k: v[0] for k, v in fields.items()}
+
+    def form_all(self):
+        """A url-encoded form body as a dict of lists (every value of each field)."""
+        return parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+# ---------------------------------------------------------------------------
+# Responses
+
+
+class Response:
+    """An outgoing response: status, headers and a body (bytes or str)."""
+
+    def __init__(self, body=b"", status=200, headers=None, content_type=None):
+        self.body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        self.status = int(status)
+        self.headers = list(headers.items() if isinstance(headers, dict) else headers or [])
+        if content_type and not any(k.lower() == "content-type" for k, _ in self.headers):
+            self.headers.append(("content-type", content_type))
+
+
+def text(body, status=200, headers=None):
+    """A `text/plain; charset=utf-8` response."""
+    return Response(body, status, headers, "text/plain; charset=utf-8")
+
+
+def html(body, status=200, headers=None):
+    """A `text/html; charset=utf-8` response."""
+    return Response(body, status, headers, "text/html; charset=utf-8")
+
+
+def json(value, status=200, headers=None):
+    """An `application/json` response (compact, UTF-8)."""
+    body = _json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status, headers, "application/json")
+
+
+def redirect(location, status=302):
+    """A redirect to `location`."""
+    return Response(b"", status, [("location", location)])
+
+
+class HTTPError(Exception):
+    """Raise it in a handler to answer `status` with JSON `{"error": message}`."""
+
+    def __init__(self, status, message=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message or _MESSAGES.get(status, "error")
+
+
+def abort(status, message=None):
+    """Stop the handler and answer `status` with JSON `{"error": message}`."""
+    raise HTTPError(status, message)
+
+
+def _to_response(value):
+    """Turn what a handler returned into a Response."""
+    status, headers = None, None
+    if isinstance(value, tuple):
+        value, status, *rest = value
+        headers = rest[0] if rest else None
+    if isinstance(value, Response):
+        response = value
+    elif value is None:
+        response = Response(b"", 204)
+    elif isinstance(value, (dict, list)):
+        response = json(value)
+    elif isinstance(value, str):
+        response = text(value)
+    elif isinstance(value, (bytes, bytearray)):
+        response = Response(value, content_type="application/octet-stream")
+    else:
+        raise TypeError(f"a handler returned {type(value).__name__}; return a Response, str, dict or list")
+    if status is not None:
+        response.status = int(status)
+    if headers:
+        response.headers.extend(headers.items() if isinstance(headers, dict) else headers)
+    return response
+
+
+# ---------------------------------------------------------------------------
+# The router
+
+
+class _Route:
+    def __init__(self, pattern, methods, func):
+        self.pattern = pattern
+        self.methods = {m.upper() for m in methods}
+        self.func = func
+        parts = re.split(r"<([A-Za-z_][A-Za-z0-9_]*)>", pattern)
+        regex = "".join(
+            re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+        )
+        self.regex = re.compile(regex + r"\Z")
+
+
+class Micro:
+    """A Micro's routes and scheduled actions; `handler()` exports them."""
+
+    def __init__(self):
+        self.routes = []
+        self.actions = {}
+
+    def route(self, pattern, methods=("GET",)):
+        """Register a handler for `pattern` (`<name>` matches one path segment)."""
+
+        def register(func):
+            self.routes.append(_Route(pattern, methods, func))
+            return func
+
+        return register
+
+    def get(self, pattern):
+        """Register a GET handler (HEAD is answered by it too)."""
+        return self.route(pattern, ["GET"])
+
+    def post(self, pattern):
+        """Register a POST handler."""
+        return self.route(pattern, ["POST"])
+
+    def put(self, pattern):
+        """Register a PUT handler."""
+        return self.route(pattern, ["PUT"])
+
+    def patch(self, pattern):
+        """Register a PATCH handler."""
+        return self.route(pattern, ["PATCH"])
+
+    def delete(self, pattern):
+        """Register a DELETE handler."""
+        return self.route(pattern, ["DELETE"])
+
+    def action(self, action_id):
+        """Register the handler of a scheduled action (the `id` in Spacefile.toml)."""
+
+        def register(func):
+            self.actions[action_id] = func
+            return func
+
+        return register
+
+    def dispatch(self, req):
+        """Answer one Request with a Response (routing, 404, 405, errors)."""
+        try:
+            if req.path == "/__space/v0/actions" and req.method == "POST":
+                return self._run_action(req)
+            allowed = set()
+            for route in self.routes:
+                match = route.regex.match(req.path)
+                if not match:
+                    continue
+                if req.method in route.methods or (req.method == "HEAD" and "GET" in route.methods):
+                    req.params = match.groupdict()
+                    return _to_response(route.func(req, **req.params))
+                allowed |= route.methods
+            if allowed:
+                allow = ", ".join(sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
+                return json({"error": "method not allowed"}, 405, [("allow", allow)])
+            return json({"error": "not found"}, 404)
+        except HTTPError as error:
+            return json({"error": error.message}, error.status)
+
+    def _run_action(self, req):
+        body = req.json()
+        event = body.get("event") if isinstance(body, dict) else None
+        if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+            raise HTTPError(400, "expected {\"event\": {\"id\": ...}}")
+        func = self.actions.get(event["id"])
+        if func is None:
+            raise HTTPError(404, "unknown action")
+        return _to_response(func(req, event))
+
+    def handler(self):
+        """The class componentize-py exports: `IncomingHandler = app.handler()`."""
+        return _handler_class(lambda request: self.dispatch(_read_request(request)))
+
+
+# ---------------------------------------------------------------------------
+# wasi:http plumbing
+
+
+def _method_name(method):
+    if isinstance(method, _http.Method_Other):
+        return method.value.upper()
+    return type(method).__name__.split("_", 1)[1].upper()
+
+
+def _read_body(request):
+    """Read the whole request body through its WASI input stream."""
+    body = request.consume()
+    chunks = []
+    with body.stream() as stream:  # the stream must be dropped before the body is finished
+        while True:
+            try:
+                chunks.append(stream.blocking_read(_READ_CHUNK))
+            except Err as error:
+                if isinstance(error.value, streams.StreamError_Closed):
+                    break
+                raise
+    _http.IncomingBody.finish(body)
+    return b"".join(chunks)
+
+
+def _read_request(request):
+    """Turn a wasi:http incoming-request into a Request."""
+    scheme = request.scheme()
+    with request.headers() as fields:
+        pairs = [(name, value.decode("latin-1")) for name, value in fields.entries()]
+    return Request(
+        method=_method_name(request.method()),
+        target=request.path_with_query() or "/",
+        headers=Headers(pairs),
+        body=_read_body(request),
+        authority=request.authority(),
+        scheme="https" if isinstance(scheme, _http.Scheme_Https) else "http",
+    )
+
+
+def _write_all(stream, data):
+    """Write bytes to a WASI output stream, waiting whenever it is full."""
+    view = memoryview(data)
+    with stream.subscribe() as ready:  # the pollable must be dropped before the stream
+        while view:
+            allowed = stream.check_write()
+            if allowed == 0:
+                ready.block()
+                continue
+            stream.write(bytes(view[:allowed]))
+            view = view[allowed:]
+        stream.flush()
+        while stream.check_write() == 0:  # wait for the flush to complete
+            ready.block()
+
+
+def _send(response_out, status, headers, body, head_only=False):
+    """Send a whole response: head first, then the body through its stream."""
+    pairs = []
+    for name, value in headers:
+        name = name.lower()
+        if name in _HOP_BY_HOP or name == "content-length" or name.startswith("proxy-"):
+            continue
+        pairs.append((name, value.encode("latin-1") if isinstance(value, str) else bytes(value)))
+    if status in (204, 304):  # no body, and no Content-Length either (RFC 9110)
+        body = b""
+    elif not head_only:
+        pairs.append(("content-length", str(len(body)).encode()))
+    response = _http.OutgoingResponse(_http.Fields.from_list(pairs))
+    response.set_status_code(status)
+    outgoing = response.body()
+    _http.ResponseOutparam.set(response_out, Ok(response))
+    if body and not head_only:
+        with outgoing.write() as stream:
+            _write_all(stream, body)
+    _http.OutgoingBody.finish(outgoing, None)
+
+
+def _send_error(response_out):
+    try:
+        _send(response_out, 500, [("content-type", "text/plain; charset=utf-8")], b"Internal Server Error\n")
+    except Exception:
+        traceback.print_exc()
+
+
+def _handler_class(respond):
+    """An IncomingHandler class whose requests are answered by `respond(request) -> Response`."""
+
+    class IncomingHandler(exports.IncomingHandler):
+        def handle(self, request, response_out):
+            head_only = isinstance(request.method(), _http.Method_Head)
+            try:
+                response = respond(request)
+            except Exception:
+                traceback.print_exc()
+                _send_error(response_out)
+                return
+            try:
+                _send(response_out, response.status, response.headers, response.body, head_only)
+            except Exception:
+                traceback.print_exc()  # the head may be out already: nothing else to send
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+
+    return IncomingHandler
+
+
+# ---------------------------------------------------------------------------
+# WSGI (PEP 3333): run Flask and friends unchanged
+
+
+def _split_host(authority):
+    if not authority:
+        return "localhost", "80"
+    if authority.startswith("["):  # [::1]:8080
+        host, _, rest = authority[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else "80"
+    host, _, port = authority.partition(":")
+    return host, port or "80"
+
+
+def wsgi_environ(req):
+    """The PEP 3333 environ of a Request."""
+    server_name, server_port = _split_host(req.authority)
+    environ = {
+        "REQUEST_METHOD": req.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote(req.raw_path, encoding="latin-1"),
+        "QUERY_STRING": req.query_string,
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REQUEST_URI": req.target,
+        "RAW_URI": req.target,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": BytesIO(req.body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": True,  # every request runs in a fresh instance
+    }
+    if req.authority:
+        environ["HTTP_HOST"] = req.authority
+    forwarded_for = req.headers.get("x-forwarded-for")
+    if forwarded_for:
+        environ["REMOTE_ADDR"] = forwarded_for.split(",")[0].strip()
+    if "content-type" in req.headers:
+        environ["CONTENT_TYPE"] = req.headers["content-type"]
+    if req.body or "content-length" in req.headers:
+        environ["CONTENT_LENGTH"] = str(len(req.body))
+    for name in req.headers:
+        if name in ("content-type", "content-length"):
+            continue
+        key = "HTTP_" + name.upper().replace("-", "_")
+        separator = "; " if name == "cookie" else ", "
+        environ[key] = separator.join(req.headers.get_all(name))
+    return environ
+
+
+def call_wsgi(wsgi_app, req):
+    """Run a WSGI application on a Request and collect its Response."""
+    started = {}
+    written = []
+
+    def start_response(status, headers, exc_info=None):
+        if exc_info and started.get("sent"):
+            raise exc_info[1].with_traceback(exc_info[2])
+        started["status"] = int(status.split(" ", 1)[0])
+        started["headers"] = list(headers)
+        return written.append
+
+    result = wsgi_app(wsgi_environ(req), start_response)
+    try:
+        for chunk in result:
+            if chunk:
+                started["sent"] = True
+                written.append(chunk)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    if "status" not in started:
+        raise RuntimeError("the WSGI application never called start_response")
+    return Response(b"".join(written), started["status"], started["headers"])
+
+
+def wsgi(wsgi_app):
+    """The class componentize-py exports for a WSGI app: `IncomingHandler = micro.wsgi(app)`."""
+    return _handler_class(lambda request: call_wsgi(wsgi_app, _read_request(request)))
