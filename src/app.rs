@@ -77,6 +77,7 @@ impl App {
             &state,
             keys.project_id.clone(),
             project_keys,
+            config.limits.data_bytes,
         )?);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let mut micros = Vec::with_capacity(manifest.micros.len());

@@ -42,6 +42,10 @@ pub const DEFAULT_MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// Bytes of file data in a Micro's `/tmp`, all its executions together: Space's 512 MB. Counted
 /// by logical size, so a sparse file or a `set-size` counts in full.
 pub const DEFAULT_TMP_BYTES: u64 = 512 * 1024 * 1024;
+/// Bytes of an app's data (Base items, Drive files, unfinished uploads), all its Micros
+/// together: plenty for the small apps Space hosted, and a bound on how much of the host's disk
+/// one app (a hostile Micro writing in a loop) can take.
+pub const DEFAULT_DATA_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 /// Files, folders and links in a Micro's `/tmp`: each costs the host an inode whatever its size,
 /// so a guest creating empty files in a loop meets a wall as it would on a real disk.
 pub const DEFAULT_TMP_ENTRIES: u64 = 65_536;
@@ -99,6 +103,9 @@ pub struct Limits {
     pub tmp_bytes: u64,
     /// Files, folders and links in a Micro's `/tmp`, shared by all its executions.
     pub tmp_entries: u64,
+    /// Bytes of the app's data (Base and Drive, as stored), all its Micros and its owner
+    /// together; past it, writes are refused with 507 and reads and deletes still work.
+    pub data_bytes: u64,
 }
 
 impl Default for Limits {
@@ -117,6 +124,7 @@ impl Default for Limits {
             max_table_elements: DEFAULT_MAX_TABLE_ELEMENTS,
             tmp_bytes: DEFAULT_TMP_BYTES,
             tmp_entries: DEFAULT_TMP_ENTRIES,
+            data_bytes: DEFAULT_DATA_BYTES,
         }
     }
 }

@@ -83,6 +83,8 @@ pub(crate) struct Data {
     project_id: String,
     /// Every Micro's `DETA_PROJECT_KEY`: any of them opens the app's data.
     keys: Vec<String>,
+    /// Bytes the store may take ([`crate::Limits::data_bytes`]).
+    limit: u64,
 }
 
 impl std::fmt::Debug for Data {
@@ -103,6 +105,7 @@ impl Data {
         state: &crate::state::StateDir,
         project_id: String,
         keys: Vec<String>,
+        limit: u64,
     ) -> anyhow::Result<Self> {
         let store = Arc::new(SqliteStore::open(&state.path().join(DATA_FILE))?);
         Ok(Self {
@@ -110,6 +113,7 @@ impl Data {
             files: store,
             project_id,
             keys,
+            limit,
         })
     }
 
@@ -217,8 +221,14 @@ impl Data {
         let operation = operation.to_string();
         let query = parts.uri.query().unwrap_or_default().to_string();
         let files = Arc::clone(&self.files);
+        let items = Arc::clone(&self.items);
+        let limit = self.limit;
         let project_id = self.project_id.clone();
+        let writes = matches!(parts.method, Method::POST | Method::PATCH);
         let answered = tokio::task::spawn_blocking(move || {
+            if writes && let Err(refusal) = check_room(items.as_ref(), limit, body.len()) {
+                return drive::Answer::from(refusal);
+            }
             drive::serve(
                 files.as_ref(),
                 &drive,
@@ -288,18 +298,23 @@ impl Data {
                 ));
             }
         };
-        let body = match route {
+        let (body, size) = match route {
             Route::Put | Route::Insert | Route::Query | Route::Update(_) => {
                 match read_json(request.into_body()).await {
-                    Ok(body) => body,
+                    Ok(read) => read,
                     Err(answer) => return respond(answer),
                 }
             }
-            Route::Get(_) | Route::Delete(_) => Value::Null,
+            Route::Get(_) | Route::Delete(_) => (Value::Null, 0),
         };
         let store = Arc::clone(&self.items);
+        let limit = self.limit;
         let answered = tokio::task::spawn_blocking(move || {
             let store = store.as_ref();
+            let writes = matches!(route, Route::Put | Route::Insert | Route::Update(_));
+            if writes && let Err(refusal) = check_room(store, limit, size) {
+                return refusal;
+            }
             match &route {
                 Route::Put => base::put(store, &base, &body),
                 Route::Insert => base::insert(store, &base, &body),
@@ -368,15 +383,44 @@ where
     }
 }
 
-/// Reads a JSON body of at most [`MAX_REQUEST_BYTES`].
-async fn read_json<B>(body: B) -> Result<Value, base::Answer>
+/// Reads a JSON body of at most [`MAX_REQUEST_BYTES`]; returns it with its size in bytes.
+async fn read_json<B>(body: B) -> Result<(Value, usize), base::Answer>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let bytes = read(body, MAX_REQUEST_BYTES).await?;
     serde_json::from_slice(&bytes)
+        .map(|value| (value, bytes.len()))
         .map_err(|error| base::error(400, format!("the request body is not JSON: {error}")))
+}
+
+/// Refuses a write of `incoming` bytes that would take the app's data past `limit`: 507, with
+/// what to do. Checked before each write: writes in flight at the same moment can pass the
+/// limit by their own size, no more. Reads and deletes are never refused, so an app at its
+/// limit can make room.
+fn check_room(store: &dyn ItemStore, limit: u64, incoming: usize) -> Result<(), base::Answer> {
+    let used = store.used_bytes().map_err(|error| {
+        tracing::error!(error.type = "data", "cannot measure the app's data: {error:#}");
+        base::error(500, "the operation failed; see the runtime's log")
+    })?;
+    if used.saturating_add(incoming as u64) <= limit {
+        return Ok(());
+    }
+    tracing::warn!(
+        error.type = "data-limit",
+        used,
+        incoming,
+        limit,
+        "a data write refused: the app's data is at its limit"
+    );
+    Err(base::error(
+        507,
+        format!(
+            "the app's data is at its limit ({used} of {limit} bytes used): delete items or \
+             files to make room, or ask the operator to raise --data-limit"
+        ),
+    ))
 }
 
 fn respond((status, body): base::Answer) -> DataResponse {

@@ -44,6 +44,9 @@ pub(crate) trait ItemStore: Send + Sync {
     /// Removes up to `max` items of any base that expired before `now`: they are never read
     /// again, so this only gives their space back. Returns how many went.
     fn purge_expired(&self, now: i64, max: usize) -> anyhow::Result<usize>;
+    /// Bytes the store takes on disk (items, files and uploads together), as the app's data
+    /// limit counts them.
+    fn used_bytes(&self) -> anyhow::Result<u64>;
     /// Visits live items in key order (descending if `descending`), starting after `after`,
     /// until `visit` returns `false`.
     fn scan(
@@ -213,6 +216,19 @@ impl ItemStore for SqliteStore {
             params![base, key],
         )?;
         Ok(())
+    }
+
+    fn used_bytes(&self) -> anyhow::Result<u64> {
+        // Pages in use (the file's pages less its free list), as the connection sees the
+        // database, committed WAL frames included.
+        let connection = self.lock();
+        let pragma = |name: &str| -> anyhow::Result<u64> {
+            let value: i64 =
+                connection.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))?;
+            Ok(u64::try_from(value).unwrap_or(0))
+        };
+        let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+        Ok(pages.saturating_mul(pragma("page_size")?))
     }
 
     fn purge_expired(&self, now: i64, max: usize) -> anyhow::Result<usize> {

@@ -529,6 +529,60 @@ async fn base_limits_obeyed_and_violated() {
     );
 }
 
+/// The app's data limit (`--data-limit`): once the store is at it, Base and Drive writes get
+/// 507 with what to do; reads and deletes still work, and a delete makes room again.
+#[tokio::test]
+async fn data_limit_obeyed_and_violated() {
+    let server = serve_config(&app(), |config| config.limits.data_bytes = 512 * 1024).await;
+    let item = |key: &str| json!({"item": {"key": key, "v": "x".repeat(100 * 1024)}});
+    // Obeyed: items of 100 KiB are stored while there is room for them.
+    let mut stored = Vec::new();
+    let (status, body) = loop {
+        let key = format!("k{}", stored.len());
+        let (status, body) = base(&server, "POST", "/l/items", Some(item(&key))).await;
+        if status != 201 {
+            break (status, body);
+        }
+        stored.push(key);
+        assert!(stored.len() < 10, "the limit never refused a write");
+    };
+    assert!(
+        stored.len() >= 3,
+        "only {} items before the limit",
+        stored.len()
+    );
+    // Violated: the write that would pass it is refused, and says what to do.
+    assert_eq!(status, 507, "{body}");
+    let message = body["errors"][0].as_str().unwrap();
+    assert!(
+        message.contains("of 524288 bytes used") && message.contains("raise --data-limit"),
+        "{message}"
+    );
+    // Drive writes too.
+    let upload = send(
+        server.addr,
+        http::Request::post("/drive/files/files?name=a.txt")
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(vec![b'x'; 100 * 1024])))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(upload.status, 507, "{upload:?}");
+    // Reads still work; deletes make room, and the next write fits.
+    let (status, _) = base(&server, "GET", &format!("/l/items/{}", stored[0]), None).await;
+    assert_eq!(status, 200);
+    for key in &stored {
+        let (status, _) = base(&server, "DELETE", &format!("/l/items/{key}"), None).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        base(&server, "POST", "/l/items", Some(item("again")))
+            .await
+            .0,
+        201
+    );
+}
+
 #[tokio::test]
 async fn base_refuses_a_wrong_key_or_project_and_keeps_apps_apart() {
     let first = serve(&app()).await;

@@ -122,6 +122,9 @@ pub(crate) struct LimitArgs {
     /// Files, folders and links in each Micro's /tmp.
     #[arg(long, value_name = "N", default_value_t = micros::config::DEFAULT_TMP_ENTRIES)]
     tmp_entries: u64,
+    /// The app's data (Base items, Drive files), as stored; past it, writes get 507.
+    #[arg(long, value_name = "SIZE", default_value = "10GiB", value_parser = micros::config::parse_bytes)]
+    data_limit: u64,
 }
 
 impl From<LimitArgs> for Limits {
@@ -136,6 +139,7 @@ impl From<LimitArgs> for Limits {
             max_handles: args.max_handles,
             tmp_bytes: args.tmp_limit,
             tmp_entries: args.tmp_entries,
+            data_bytes: args.data_limit,
             ..Limits::default()
         }
     }
