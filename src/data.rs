@@ -85,6 +85,8 @@ pub(crate) struct Data {
     keys: Vec<String>,
     /// Bytes the store may take ([`crate::Limits::data_bytes`]).
     limit: u64,
+    /// Room for Drive files in memory, in KiB ([`MAX_FILE_BYTES_IN_MEMORY`]).
+    files_in_memory: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Data {
@@ -96,8 +98,65 @@ impl std::fmt::Debug for Data {
     }
 }
 
+/// A Drive request as read, owned: its operation and query are looked at twice (what it will
+/// hold in memory, then the operation itself), each time on a blocking thread.
+struct DriveCall {
+    project_id: String,
+    method: Method,
+    operation: String,
+    query: String,
+    content_type: Option<String>,
+    body: Bytes,
+}
+
+impl DriveCall {
+    fn view(&self) -> drive::DriveRequest<'_> {
+        drive::DriveRequest {
+            project_id: &self.project_id,
+            method: &self.method,
+            operation: &self.operation,
+            query: &self.query,
+            content_type: self.content_type.as_deref(),
+            body: self.body.clone(),
+        }
+    }
+}
+
 /// A response of the data service.
-pub(crate) type DataResponse = http::Response<Full<Bytes>>;
+pub(crate) type DataResponse = http::Response<DataBody>;
+
+/// Bytes of Drive files held in memory at once, all of an app's downloads and upload finishes
+/// together (each file is read whole, up to [`MAX_FILE_BYTES`]): the next waits for room, so a
+/// Micro that downloads its largest files in parallel cannot push the host's memory up with
+/// them. A download holds its room until its body is dropped (read, or its execution over).
+pub const MAX_FILE_BYTES_IN_MEMORY: u64 = 512 * 1024 * 1024;
+
+/// The body of a data response: its bytes, and the room in memory a file holds.
+pub(crate) struct DataBody {
+    bytes: Full<Bytes>,
+    /// Given back when the body is dropped.
+    _room: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Body for DataBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.bytes).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.bytes.size_hint()
+    }
+}
 
 impl Data {
     /// The data of an app whose state folder is `state`, open to these project keys.
@@ -114,6 +173,9 @@ impl Data {
             project_id,
             keys,
             limit,
+            files_in_memory: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(MAX_FILE_BYTES_IN_MEMORY / 1024).unwrap_or(usize::MAX),
+            )),
         })
     }
 
@@ -197,7 +259,9 @@ impl Data {
         }
     }
 
-    /// Answers one Drive operation.
+    /// Answers one Drive operation. One that holds a whole file in memory (a download, the
+    /// finish of a chunked upload) first waits for room under [`MAX_FILE_BYTES_IN_MEMORY`]; a
+    /// download keeps its room until its body is dropped.
     async fn drive<B>(
         &self,
         request: http::Request<B>,
@@ -225,28 +289,50 @@ impl Data {
         let limit = self.limit;
         let project_id = self.project_id.clone();
         let writes = matches!(parts.method, Method::POST | Method::PATCH);
+        let request = Arc::new(DriveCall {
+            project_id,
+            method: parts.method,
+            operation,
+            query,
+            content_type,
+            body,
+        });
+        let sized = {
+            let files = Arc::clone(&files);
+            let drive = drive.clone();
+            let request = Arc::clone(&request);
+            tokio::task::spawn_blocking(move || {
+                drive::held_bytes(files.as_ref(), &drive, &request.view())
+            })
+            .await
+            .unwrap_or(0)
+        };
+        let room = if sized == 0 {
+            None
+        } else {
+            let kib = u32::try_from(sized.div_ceil(1024)).unwrap_or(u32::MAX);
+            match Arc::clone(&self.files_in_memory)
+                .acquire_many_owned(kib)
+                .await
+            {
+                Ok(room) => Some(room),
+                Err(_) => return respond(base::error(500, "the data service is closing")),
+            }
+        };
         let answered = tokio::task::spawn_blocking(move || {
-            if writes && let Err(refusal) = check_room(items.as_ref(), limit, body.len()) {
+            if writes && let Err(refusal) = check_room(items.as_ref(), limit, request.body.len()) {
                 return drive::Answer::from(refusal);
             }
-            drive::serve(
-                files.as_ref(),
-                &drive,
-                drive::DriveRequest {
-                    project_id: &project_id,
-                    method: &parts.method,
-                    operation: &operation,
-                    query: &query,
-                    content_type: content_type.as_deref(),
-                    body,
-                },
-            )
+            drive::serve(files.as_ref(), &drive, request.view())
         })
         .await;
         match answered {
             Ok(drive::Answer::Json(status, body)) => respond((status, body)),
             Ok(drive::Answer::File(content_type, data)) => {
-                let mut response = http::Response::new(Full::new(Bytes::from(data)));
+                let mut response = http::Response::new(DataBody {
+                    bytes: Full::new(Bytes::from(data)),
+                    _room: room,
+                });
                 if let Ok(value) = http::HeaderValue::from_str(&content_type) {
                     response
                         .headers_mut()
@@ -424,7 +510,10 @@ fn check_room(store: &dyn ItemStore, limit: u64, incoming: usize) -> Result<(), 
 }
 
 fn respond((status, body): base::Answer) -> DataResponse {
-    let mut response = http::Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut response = http::Response::new(DataBody {
+        bytes: Full::new(Bytes::from(body.to_string())),
+        _room: None,
+    });
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
@@ -432,4 +521,66 @@ fn respond((status, body): base::Answer) -> DataResponse {
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(method: Method, path: &str, body: &'static [u8]) -> http::Request<Full<Bytes>> {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_download_waits_while_others_hold_the_room_for_files() {
+        static FILE: [u8; 60 * 1024] = [b'x'; 60 * 1024];
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = crate::state::StateDir::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let mut data =
+            Data::open(&state, "p".into(), Vec::new(), u64::MAX).unwrap_or_else(|e| panic!("{e}"));
+        // Room for 100 KiB of files: one 60 KiB download at a time.
+        data.files_in_memory = Arc::new(tokio::sync::Semaphore::new(100));
+        for name in ["a", "b"] {
+            let path = format!("/__space/v0/drive/d/files?name={name}");
+            let stored = data.answer_owner(owner(Method::POST, &path, &FILE)).await;
+            assert_eq!(stored.status(), 201);
+        }
+        let download = |name: &str| {
+            owner(
+                Method::GET,
+                &format!("/__space/v0/drive/d/files/download?name={name}"),
+                b"",
+            )
+        };
+        let first = data.answer_owner(download("a")).await;
+        assert_eq!(first.status(), 200);
+        let second = data.answer_owner(download("b"));
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), &mut second)
+                .await
+                .is_err(),
+            "the second download waits while the first body holds its room"
+        );
+        drop(first);
+        let second = second.await;
+        assert_eq!(second.status(), 200);
+        let bytes = second
+            .into_body()
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
+        assert_eq!(bytes.len(), FILE.len());
+        // What other operations hold is nothing: a list does not wait.
+        let _held = data.answer_owner(download("a")).await;
+        let list = data
+            .answer_owner(owner(Method::GET, "/__space/v0/drive/d/files", b""))
+            .await;
+        assert_eq!(list.status(), 200);
+    }
 }

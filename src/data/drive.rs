@@ -110,6 +110,23 @@ pub(crate) fn serve(store: &dyn FileStore, drive: &str, request: DriveRequest<'_
     answered.unwrap_or_else(|answer| answer)
 }
 
+/// The bytes of a file the operation will hold in memory: the file a download reads, or the
+/// parts a finish joins; 0 for every other operation (and for one that will fail anyway).
+pub(crate) fn held_bytes(store: &dyn FileStore, drive: &str, request: &DriveRequest<'_>) -> u64 {
+    let Ok(name) = name(request.query) else {
+        return 0;
+    };
+    let size = match (request.method, request.operation) {
+        (&Method::GET, "files/download") => store.file_size(drive, &name),
+        (&Method::PATCH, operation) => match operation.strip_prefix("uploads/") {
+            Some(id) if !id.contains('/') => store.upload_size(drive, &name, id),
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    };
+    size.ok().flatten().unwrap_or(0).min(MAX_FILE_BYTES)
+}
+
 fn unknown(method: &Method, operation: &str) -> Answer {
     error(
         404,

@@ -45,6 +45,10 @@ pub(crate) trait FileStore: Send + Sync {
     ) -> anyhow::Result<(Vec<String>, bool)>;
     /// Removes the file called `name`; whether it was there.
     fn delete_file(&self, drive: &str, name: &str) -> anyhow::Result<bool>;
+    /// The size of the file called `name`, if there is one.
+    fn file_size(&self, drive: &str, name: &str) -> anyhow::Result<Option<u64>>;
+    /// The size of upload `id` of `name`, its parts together, if there is such an upload.
+    fn upload_size(&self, drive: &str, name: &str, id: &str) -> anyhow::Result<Option<u64>>;
     /// Starts a chunked upload of `name` under `id`.
     fn start_upload(
         &self,
@@ -129,6 +133,32 @@ impl FileStore for SqliteStore {
             "DELETE FROM files WHERE drive = ?1 AND name = ?2",
             params![drive, name],
         )? > 0)
+    }
+
+    fn file_size(&self, drive: &str, name: &str) -> anyhow::Result<Option<u64>> {
+        let size: Option<i64> = self
+            .lock()
+            .query_row(
+                "SELECT length(data) FROM files WHERE drive = ?1 AND name = ?2",
+                params![drive, name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(size.map(|size| u64::try_from(size).unwrap_or(0)))
+    }
+
+    fn upload_size(&self, drive: &str, name: &str, id: &str) -> anyhow::Result<Option<u64>> {
+        let mut connection = self.lock();
+        let tx = connection.transaction()?;
+        if !upload_exists(&tx, drive, name, id)? {
+            return Ok(None);
+        }
+        let size: Option<i64> = tx.query_row(
+            "SELECT sum(length(data)) FROM parts WHERE upload = ?1",
+            params![id],
+            |row| row.get(0),
+        )?;
+        Ok(Some(u64::try_from(size.unwrap_or(0)).unwrap_or(0)))
     }
 
     fn start_upload(
