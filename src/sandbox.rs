@@ -338,7 +338,20 @@ impl Sandbox {
                 Ok(run.await)
             };
             let result = match ran {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(())) => {
+                    if store.data().limiter.was_hit() {
+                        // The guest's runtime turned the refused growth into its own error
+                        // (CPython's MemoryError, a JavaScript exception) and answered: the
+                        // breach is still the operator's to see.
+                        tracing::warn!(
+                            error.type = "memory",
+                            limit = limits.memory,
+                            "a memory growth was refused at the execution's limit; the guest \
+                             recovered and answered itself"
+                        );
+                    }
+                    Ok(())
+                }
                 Err(_elapsed) => Err(ExecutionError::Timeout { limit }),
                 Ok(Err(error)) => Err(classify(&error, store.data().limiter.was_hit(), &limits)),
             };
