@@ -98,30 +98,6 @@ impl std::fmt::Debug for Data {
     }
 }
 
-/// A Drive request as read, owned: its operation and query are looked at twice (what it will
-/// hold in memory, then the operation itself), each time on a blocking thread.
-struct DriveCall {
-    project_id: String,
-    method: Method,
-    operation: String,
-    query: String,
-    content_type: Option<String>,
-    body: Bytes,
-}
-
-impl DriveCall {
-    fn view(&self) -> drive::DriveRequest<'_> {
-        drive::DriveRequest {
-            project_id: &self.project_id,
-            method: &self.method,
-            operation: &self.operation,
-            query: &self.query,
-            content_type: self.content_type.as_deref(),
-            body: self.body.clone(),
-        }
-    }
-}
-
 /// A response of the data service.
 pub(crate) type DataResponse = http::Response<DataBody>;
 
@@ -277,35 +253,31 @@ impl Data {
             Ok(body) => body,
             Err(answer) => return respond(answer),
         };
-        let content_type = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let operation = operation.to_string();
-        let query = parts.uri.query().unwrap_or_default().to_string();
+        let writes = matches!(parts.method, Method::POST | Method::PATCH);
+        let request = drive::DriveRequest {
+            project_id: self.project_id.clone(),
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            operation: operation.to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            method: parts.method,
+            body,
+        };
         let files = Arc::clone(&self.files);
         let items = Arc::clone(&self.items);
         let limit = self.limit;
-        let project_id = self.project_id.clone();
-        let writes = matches!(parts.method, Method::POST | Method::PATCH);
-        let request = Arc::new(DriveCall {
-            project_id,
-            method: parts.method,
-            operation,
-            query,
-            content_type,
-            body,
-        });
-        let sized = {
+        let holds = request.holds();
+        let sized = if matches!(holds, drive::Holds::Nothing) {
+            0
+        } else {
             let files = Arc::clone(&files);
             let drive = drive.clone();
-            let request = Arc::clone(&request);
-            tokio::task::spawn_blocking(move || {
-                drive::held_bytes(files.as_ref(), &drive, &request.view())
-            })
-            .await
-            .unwrap_or(0)
+            tokio::task::spawn_blocking(move || drive::held_bytes(files.as_ref(), &drive, &holds))
+                .await
+                .unwrap_or(0)
         };
         let room = if sized == 0 {
             None
@@ -323,7 +295,7 @@ impl Data {
             if writes && let Err(refusal) = check_room(items.as_ref(), limit, request.body.len()) {
                 return drive::Answer::from(refusal);
             }
-            drive::serve(files.as_ref(), &drive, request.view())
+            drive::serve(files.as_ref(), &drive, &request)
         })
         .await;
         match answered {

@@ -37,14 +37,14 @@ impl From<(u16, Value)> for Answer {
 }
 
 /// One request to a drive, as the service read it.
-pub(crate) struct DriveRequest<'a> {
+pub(crate) struct DriveRequest {
     /// The app's project id, which Deta's answers name.
-    pub(crate) project_id: &'a str,
-    pub(crate) method: &'a Method,
+    pub(crate) project_id: String,
+    pub(crate) method: Method,
     /// What follows `{drive}/`: `files`, `files/download`, `uploads`, `uploads/{id}/parts`...
-    pub(crate) operation: &'a str,
-    pub(crate) query: &'a str,
-    pub(crate) content_type: Option<&'a str>,
+    pub(crate) operation: String,
+    pub(crate) query: String,
+    pub(crate) content_type: Option<String>,
     pub(crate) body: Bytes,
 }
 
@@ -90,18 +90,18 @@ fn name(query: &str) -> Result<String, Answer> {
 }
 
 /// Answers one Drive request.
-pub(crate) fn serve(store: &dyn FileStore, drive: &str, request: DriveRequest<'_>) -> Answer {
-    let answered = match (request.method, request.operation) {
-        (&Method::POST, "files") => upload(store, drive, &request),
-        (&Method::GET, "files/download") => download(store, drive, request.query),
-        (&Method::GET, "files") => list(store, drive, request.query),
+pub(crate) fn serve(store: &dyn FileStore, drive: &str, request: &DriveRequest) -> Answer {
+    let answered = match (&request.method, request.operation.as_str()) {
+        (&Method::POST, "files") => upload(store, drive, request),
+        (&Method::GET, "files/download") => download(store, drive, &request.query),
+        (&Method::GET, "files") => list(store, drive, &request.query),
         (&Method::DELETE, "files") => delete(store, drive, &request.body),
-        (&Method::POST, "uploads") => start(store, drive, &request),
+        (&Method::POST, "uploads") => start(store, drive, request),
         (method, operation) => match operation.strip_prefix("uploads/") {
             Some(rest) => match (method, rest.split_once('/')) {
-                (&Method::POST, Some((id, "parts"))) => part(store, drive, id, &request),
-                (&Method::PATCH, None) => finish(store, drive, rest, &request),
-                (&Method::DELETE, None) => abort(store, drive, rest, &request),
+                (&Method::POST, Some((id, "parts"))) => part(store, drive, id, request),
+                (&Method::PATCH, None) => finish(store, drive, rest, request),
+                (&Method::DELETE, None) => abort(store, drive, rest, request),
                 _ => Err(unknown(method, operation)),
             },
             None => Err(unknown(method, operation)),
@@ -110,19 +110,39 @@ pub(crate) fn serve(store: &dyn FileStore, drive: &str, request: DriveRequest<'_
     answered.unwrap_or_else(|answer| answer)
 }
 
-/// The bytes of a file the operation will hold in memory: the file a download reads, or the
-/// parts a finish joins; 0 for every other operation (and for one that will fail anyway).
-pub(crate) fn held_bytes(store: &dyn FileStore, drive: &str, request: &DriveRequest<'_>) -> u64 {
-    let Ok(name) = name(request.query) else {
-        return 0;
-    };
-    let size = match (request.method, request.operation) {
-        (&Method::GET, "files/download") => store.file_size(drive, &name),
-        (&Method::PATCH, operation) => match operation.strip_prefix("uploads/") {
-            Some(id) if !id.contains('/') => store.upload_size(drive, &name, id),
-            _ => Ok(None),
-        },
-        _ => Ok(None),
+/// What an operation reads whole into memory, to be sized (and room waited for) before it runs.
+pub(crate) enum Holds {
+    /// Nothing but its request and answer.
+    Nothing,
+    /// The file called this, which a download reads.
+    File(String),
+    /// This upload's parts, which a finish joins: the file's name, the upload's id.
+    Upload(String, String),
+}
+
+impl DriveRequest {
+    /// What this operation will hold in memory (no storage is read to tell).
+    pub(crate) fn holds(&self) -> Holds {
+        let Ok(name) = name(&self.query) else {
+            return Holds::Nothing;
+        };
+        match (&self.method, self.operation.as_str()) {
+            (&Method::GET, "files/download") => Holds::File(name),
+            (&Method::PATCH, operation) => match operation.strip_prefix("uploads/") {
+                Some(id) if !id.contains('/') => Holds::Upload(name, id.to_string()),
+                _ => Holds::Nothing,
+            },
+            _ => Holds::Nothing,
+        }
+    }
+}
+
+/// The bytes `holds` will take (0 for one that will fail anyway), at most [`MAX_FILE_BYTES`].
+pub(crate) fn held_bytes(store: &dyn FileStore, drive: &str, holds: &Holds) -> u64 {
+    let size = match holds {
+        Holds::Nothing => Ok(None),
+        Holds::File(name) => store.file_size(drive, name),
+        Holds::Upload(name, id) => store.upload_size(drive, name, id),
     };
     size.ok().flatten().unwrap_or(0).min(MAX_FILE_BYTES)
 }
@@ -136,24 +156,23 @@ fn unknown(method: &Method, operation: &str) -> Answer {
 }
 
 /// The JSON Deta answered about a file: its name, project and drive.
-fn about(request: &DriveRequest<'_>, drive: &str, name: &str) -> Value {
+fn about(request: &DriveRequest, drive: &str, name: &str) -> Value {
     json!({ "name": name, "project_id": request.project_id, "drive_name": drive })
 }
 
 /// The same for an upload in parts, with its id.
-fn about_upload(request: &DriveRequest<'_>, drive: &str, name: &str, id: &str) -> Value {
+fn about_upload(request: &DriveRequest, drive: &str, name: &str, id: &str) -> Value {
     let mut answer = about(request, drive, name);
     answer["upload_id"] = json!(id);
     answer
 }
 
-fn upload(
-    store: &dyn FileStore,
-    drive: &str,
-    request: &DriveRequest<'_>,
-) -> Result<Answer, Answer> {
-    let name = name(request.query)?;
-    let content_type = request.content_type.unwrap_or(DEFAULT_CONTENT_TYPE);
+fn upload(store: &dyn FileStore, drive: &str, request: &DriveRequest) -> Result<Answer, Answer> {
+    let name = name(&request.query)?;
+    let content_type = request
+        .content_type
+        .as_deref()
+        .unwrap_or(DEFAULT_CONTENT_TYPE);
     store
         .put_file(drive, &name, content_type, &request.body)
         .map_err(|e| failed(&e))?;
@@ -224,10 +243,13 @@ fn delete(store: &dyn FileStore, drive: &str, body: &Bytes) -> Result<Answer, An
     ))
 }
 
-fn start(store: &dyn FileStore, drive: &str, request: &DriveRequest<'_>) -> Result<Answer, Answer> {
-    let name = name(request.query)?;
+fn start(store: &dyn FileStore, drive: &str, request: &DriveRequest) -> Result<Answer, Answer> {
+    let name = name(&request.query)?;
     let id = crate::state::random_string(UPLOAD_ID_LEN, b"abcdefghijklmnopqrstuvwxyz0123456789");
-    let content_type = request.content_type.unwrap_or(DEFAULT_CONTENT_TYPE);
+    let content_type = request
+        .content_type
+        .as_deref()
+        .unwrap_or(DEFAULT_CONTENT_TYPE);
     store
         .start_upload(drive, &name, &id, content_type)
         .map_err(|e| failed(&e))?;
@@ -238,10 +260,10 @@ fn part(
     store: &dyn FileStore,
     drive: &str,
     id: &str,
-    request: &DriveRequest<'_>,
+    request: &DriveRequest,
 ) -> Result<Answer, Answer> {
-    let name = name(request.query)?;
-    let part = param(request.query, "part")
+    let name = name(&request.query)?;
+    let part = param(&request.query, "part")
         .and_then(|p| p.parse::<u32>().ok())
         .filter(|p| *p >= 1)
         .ok_or_else(|| Answer::from(error(400, "`part` must be a number from 1")))?;
@@ -264,9 +286,9 @@ fn finish(
     store: &dyn FileStore,
     drive: &str,
     id: &str,
-    request: &DriveRequest<'_>,
+    request: &DriveRequest,
 ) -> Result<Answer, Answer> {
-    let name = name(request.query)?;
+    let name = name(&request.query)?;
     match store
         .finish_upload(drive, &name, id, MAX_FILE_BYTES)
         .map_err(|e| failed(&e))?
@@ -289,9 +311,9 @@ fn abort(
     store: &dyn FileStore,
     drive: &str,
     id: &str,
-    request: &DriveRequest<'_>,
+    request: &DriveRequest,
 ) -> Result<Answer, Answer> {
-    let name = name(request.query)?;
+    let name = name(&request.query)?;
     if !store
         .abort_upload(drive, &name, id)
         .map_err(|e| failed(&e))?

@@ -62,7 +62,8 @@ pub(crate) async fn up_private(args: &[&str]) -> Up {
     }
 }
 
-async fn get(addr: std::net::SocketAddr, path: &str) -> crate::support::Reply {
+/// `GET path`, waiting up to 60 s (the app may still be loading).
+pub(crate) async fn get(addr: std::net::SocketAddr, path: &str) -> crate::support::Reply {
     // The app may still be loading: connections wait in the listen queue until it serves.
     let request = http::Request::get(path)
         .body(http_body_util::Empty::<bytes::Bytes>::new())

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use micros::DEFAULT_SETTLE;
 use micros_guests as guests;
 
 use crate::cli::{Up, terminate, up};
@@ -63,16 +64,9 @@ pub(crate) async fn logged_within(up: &Up, text: &str, count: usize, limit: Dura
     );
 }
 
+/// `GET path`: status and body.
 async fn get(up: &Up, path: &str) -> (u16, String) {
-    let request = http::Request::get(path)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let reply = tokio::time::timeout(
-        Duration::from_secs(30),
-        crate::support::send(up.addr, request),
-    )
-    .await
-    .expect("response in time");
+    let reply = crate::cli::get(up.addr, path).await;
     (reply.status.as_u16(), reply.text())
 }
 
@@ -86,10 +80,7 @@ async fn watch_swaps_in_a_rebuilt_micro_and_in_flight_requests_finish_on_the_old
     // A request that started on the old component...
     let addr = up.addr;
     let in_flight = tokio::spawn(async move {
-        let request = http::Request::get("/?ms=3000")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let reply = crate::support::send(addr, request).await;
+        let reply = crate::cli::get(addr, "/?ms=3000").await;
         (reply.status.as_u16(), reply.text())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -157,7 +148,8 @@ async fn watch_ignores_build_outputs_and_hidden_files() {
     std::fs::copy(dir.path().join("hello.wasm"), main.join("app.wasm")).unwrap();
     // A source in a folder made after the watch started is watched.
     std::fs::create_dir(main.join("lib")).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Longer than the settle time, so that a rebuild these changes started would be logged.
+    tokio::time::sleep(DEFAULT_SETTLE * 4).await;
     assert_eq!(lines_with(&up, "a source changed").len(), 0);
     std::fs::write(main.join("lib/new.txt"), "x").unwrap();
     logged(&up, "swapped in the rebuilt component", 1).await;
