@@ -1,8 +1,10 @@
 //! The per-execution cost, in process: a fresh store, instantiation and call of a guest for
 //! each request (hello, echo of 64 KiB, a 4 MiB write to `/tmp`), against the same request
-//! answered without a sandbox as a baseline in the same run. Built with
-//! `--features bench-unlimited`, each is also measured with the limits' machinery switched off,
-//! which is what the limits cost.
+//! answered without a sandbox as a baseline in the same run, and hello served by wasmtime alone
+//! (what `wasmtime serve` does per request) as a second. Built with `--features bench-unlimited`,
+//! each is also measured with the limits' machinery switched off, which is what the limits cost.
+//! After criterion: the limits, logging, and micros against wasmtime alone tuned alike, each in
+//! alternating rounds.
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
@@ -47,6 +49,132 @@ fn request(uri: &str, body: Bytes) -> http::Request<Full<Bytes>> {
         .expect("request")
 }
 
+/// A component served by wasmtime and its WASI crates alone, as `wasmtime serve` serves it.
+struct WasmtimeAlone {
+    pre: wasmtime_wasi_http::p2::bindings::ProxyPre<Bare>,
+}
+
+/// The store data of [`WasmtimeAlone`]: what `wasi:http` needs, nothing more.
+struct Bare {
+    table: wasmtime::component::ResourceTable,
+    wasi: wasmtime_wasi::WasiCtx,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+}
+
+impl wasmtime_wasi::WasiView for Bare {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for Bare {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
+    }
+}
+
+impl WasmtimeAlone {
+    /// With wasmtime's defaults and the pooling allocator, as `wasmtime serve` runs.
+    fn new(component: &str) -> Self {
+        let mut config = wasmtime::Config::new();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::pooling());
+        Self::with(config, component)
+    }
+
+    /// With the pool as micros sizes and tunes it (src/engine.rs, default limits): what is left
+    /// between the two is micros' own work per request.
+    fn tuned(component: &str) -> Self {
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(1024)
+            .total_stacks(1024)
+            .total_core_instances(8 * 1024)
+            .total_memories(2 * 1024)
+            .total_tables(2 * 1024)
+            .max_memory_size(512 << 20)
+            .max_component_instance_size(8 << 20)
+            .max_core_instance_size(2 << 20)
+            .decommit_batch_size(64)
+            .table_keep_resident(128 << 10);
+        if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
+                .linear_memory_keep_resident(4 << 20);
+        } else {
+            pool.linear_memory_keep_resident(128 << 10);
+        }
+        let mut config = wasmtime::Config::new();
+        config
+            .memory_reservation(512 << 20)
+            .memory_guard_size(32 << 20)
+            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        Self::with(config, component)
+    }
+
+    fn with(config: wasmtime::Config, component: &str) -> Self {
+        let engine = wasmtime::Engine::new(&config).expect("engine");
+        let component =
+            wasmtime::component::Component::from_file(&engine, component).expect("component");
+        let mut linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi");
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).expect("wasi:http");
+        let pre = linker.instantiate_pre(&component).expect("pre");
+        Self {
+            pre: wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).expect("proxy"),
+        }
+    }
+
+    /// One request in a fresh store; the whole body read.
+    async fn handle(&self, request: http::Request<Full<Bytes>>) -> Bytes {
+        use wasmtime_wasi_http::WasiHttpView as _;
+        let mut store = wasmtime::Store::new(
+            self.pre.engine(),
+            Bare {
+                table: wasmtime::component::ResourceTable::new(),
+                wasi: wasmtime_wasi::WasiCtx::builder().build(),
+                http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            },
+        );
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let mut http = store.data_mut().http();
+        let request = http
+            .new_incoming_request(
+                wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http,
+                request.map(|body| {
+                    body.map_err(
+                        |never| -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
+                            match never {}
+                        },
+                    )
+                }),
+            )
+            .expect("request");
+        let out = http.new_response_outparam(sender).expect("outparam");
+        let proxy = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .expect("instantiate");
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, request, out)
+            .await
+            .expect("handle");
+        let response = receiver.await.expect("head").expect("response");
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+    }
+}
+
 /// The variants every workload is measured in: limits on (as served), pooling off, and (in a
 /// `bench-unlimited` build) limits off.
 fn variants() -> Vec<(&'static str, micros::Config)> {
@@ -88,6 +216,17 @@ fn bench(c: &mut Criterion) {
                 http::Response::new(Full::new(Bytes::from_static(b"hello from micros\n")));
             response.into_body().collect().await.expect("body")
         })
+    });
+
+    // The second baseline: wasmtime alone, as `wasmtime serve` uses it (its defaults, the pooling
+    // allocator, a WASI context and a fresh store per request, no limits, no router, no log).
+    // What micros adds to a request is the difference.
+    let alone = WasmtimeAlone::new(micros_guests::HELLO);
+    let first = runtime.block_on(alone.handle(request("/", Bytes::new())));
+    assert_eq!(first, "hello from micros\n");
+    c.bench_function("baseline: wasmtime alone, hello", |b| {
+        b.to_async(&runtime)
+            .iter(|| alone.handle(request("/", Bytes::new())))
     });
 
     let workloads: [(&str, &str, &str, &Bytes); 3] = [
@@ -169,23 +308,13 @@ fn limits_cost() {
                 ..micros::Config::default()
             },
         );
-        // Wall time and process CPU time (every thread: blocking file writes run on threads of
-        // their own) per request.
         let time = |app: &micros::App| {
-            let (started, cpu) = (std::time::Instant::now(), cpu_seconds());
-            runtime.block_on(async {
-                for _ in 0..requests {
-                    let response = app.handle(request(uri, body.clone())).await;
-                    let status = response.status();
-                    let body = response.into_body().collect().await.expect("body");
-                    assert_eq!(status, 200, "{workload}: {:?}", body.to_bytes());
-                }
-            });
-            let n = f64::from(requests);
-            (
-                started.elapsed().as_secs_f64() / n,
-                (cpu_seconds() - cpu) / n,
-            )
+            per_request(&runtime, requests, || async {
+                let response = app.handle(request(uri, body.clone())).await;
+                let status = response.status();
+                let body = response.into_body().collect().await.expect("body");
+                assert_eq!(status, 200, "{workload}: {:?}", body.to_bytes());
+            })
         };
         let (wall, cpu) = alternate(|| time(&on), || time(&off));
         println!(
@@ -194,6 +323,33 @@ fn limits_cost() {
             (wall - 1.0) * 100.0,
         );
     }
+}
+
+/// Wall time and process CPU time (every thread: blocking file writes run on threads of their
+/// own) per request of `requests` made one after the other by `one`, on `runtime`.
+fn per_request<F: std::future::Future<Output = ()>>(
+    runtime: &tokio::runtime::Runtime,
+    requests: u32,
+    mut one: impl FnMut() -> F,
+) -> (f64, f64) {
+    let (started, cpu) = (std::time::Instant::now(), cpu_seconds());
+    runtime.block_on(async {
+        for _ in 0..requests {
+            one().await;
+        }
+    });
+    let n = f64::from(requests);
+    (
+        started.elapsed().as_secs_f64() / n,
+        (cpu_seconds() - cpu) / n,
+    )
+}
+
+/// Answers hello through `app`, checking the status, and reads the whole body.
+async fn hello(app: &micros::App) {
+    let response = app.handle(request("/", Bytes::new())).await;
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.expect("body");
 }
 
 /// CPU seconds (user and system, all threads) this process has used.
@@ -265,21 +421,7 @@ fn logging_cost() {
             .with_ansi(false)
             .finish(),
     );
-    let time = || {
-        let (started, cpu) = (std::time::Instant::now(), cpu_seconds());
-        runtime.block_on(async {
-            for _ in 0..REQUESTS {
-                let response = app.handle(request("/", Bytes::new())).await;
-                assert_eq!(response.status(), 200);
-                response.into_body().collect().await.expect("body");
-            }
-        });
-        let n = f64::from(REQUESTS);
-        (
-            started.elapsed().as_secs_f64() / n,
-            (cpu_seconds() - cpu) / n,
-        )
-    };
+    let time = || per_request(&runtime, REQUESTS, || hello(&app));
     let (wall, cpu) = alternate(|| tracing::dispatcher::with_default(&logs, time), time);
     let lines = std::fs::read_to_string(dir.path().join("log")).expect("log");
     assert!(
@@ -293,15 +435,45 @@ fn logging_cost() {
     );
 }
 
+/// What micros adds to wasmtime: hello answered by micros (limits, router, access record, no
+/// log subscriber) against wasmtime alone tuned the same way ([`WasmtimeAlone::tuned`]), in
+/// alternating rounds.
+fn overhead() {
+    const REQUESTS: u32 = 2000;
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = app(
+        dir.path(),
+        micros_guests::HELLO,
+        "overhead",
+        micros::Config::default(),
+    );
+    let alone = WasmtimeAlone::tuned(micros_guests::HELLO);
+    let time_micros = || per_request(&runtime, REQUESTS, || hello(&app));
+    let time_alone = || {
+        per_request(&runtime, REQUESTS, || async {
+            alone.handle(request("/", Bytes::new())).await;
+        })
+    };
+    let (wall, cpu) = alternate(time_micros, time_alone);
+    println!(
+        "\nmicros against wasmtime alone tuned alike (hello, median of {ROUNDS} alternating rounds): CPU {cpu:.3} ({:+.1}%), wall time {wall:.3} ({:+.1}%)",
+        (cpu - 1.0) * 100.0,
+        (wall - 1.0) * 100.0,
+    );
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
     benches();
-    // Not when the benchmarks only run once to be tested (`cargo test --benches`) or listed.
-    if !std::env::args().any(|a| a == "--test" || a == "--list") {
+    // Not when the benchmarks only run once to be tested (`cargo test --benches`), are listed,
+    // or run under a profiler (`--profile-time`), whose profile should hold the chosen ones only.
+    if !std::env::args().any(|a| a == "--test" || a == "--list" || a == "--profile-time") {
         #[cfg(feature = "bench-unlimited")]
         limits_cost();
         logging_cost();
+        overhead();
     }
     Criterion::default().configure_from_args().final_summary();
 }

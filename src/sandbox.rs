@@ -371,8 +371,12 @@ impl Sandbox {
         // usually complete by then, and running it here saves two hand-offs between threads per
         // request (the largest cost measured in BENCHMARKS.md). Dropping this future before the
         // head (the client went away) drops the execution with it, which stops it.
+        // Outside tokio's cooperative budget: a caller's task that answers many requests in one
+        // poll (an embedder's loop, a benchmark) would otherwise run out of it part-way through an
+        // execution, which then yields after its head and goes to a task of its own, costing the
+        // hand-offs this saves. The epoch deadline still makes a long execution yield every tick.
         let mut execution: Option<Execution> = Some(Box::pin(execution.in_current_span()));
-        let head = std::future::poll_fn(|cx| {
+        let head = tokio::task::coop::unconstrained(std::future::poll_fn(|cx| {
             if let Poll::Ready(head) = Pin::new(&mut head_rx).poll(cx) {
                 return Poll::Ready(head.ok());
             }
@@ -386,7 +390,7 @@ impl Sandbox {
                 return Poll::Ready(head_rx.try_recv().ok());
             }
             Poll::Pending
-        })
+        }))
         .await;
 
         match head {
