@@ -166,12 +166,7 @@ impl WasmtimeAlone {
             .await
             .expect("handle");
         let response = receiver.await.expect("head").expect("response");
-        response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
+        read_all(response.into_body()).await
     }
 }
 
@@ -247,12 +242,7 @@ fn bench(c: &mut Criterion) {
             let first = runtime.block_on(async {
                 let response = app.handle(request(uri, body.clone())).await;
                 assert_eq!(response.status(), 200, "{workload}{variant}");
-                response
-                    .into_body()
-                    .collect()
-                    .await
-                    .expect("body")
-                    .to_bytes()
+                read_all(response.into_body()).await
             });
             match workload {
                 "echo 64 KiB" => assert_eq!(first.len(), ECHO_BYTES),
@@ -312,16 +302,12 @@ fn limits_cost() {
             per_request(&runtime, requests, || async {
                 let response = app.handle(request(uri, body.clone())).await;
                 let status = response.status();
-                let body = response.into_body().collect().await.expect("body");
-                assert_eq!(status, 200, "{workload}: {:?}", body.to_bytes());
+                let body = read_all(response.into_body()).await;
+                assert_eq!(status, 200, "{workload}: {body:?}");
             })
         };
         let (wall, cpu) = alternate(|| time(&on), || time(&off));
-        println!(
-            "  {workload:<18} limits on / off: CPU {cpu:.3} ({:+.1}%), wall time {wall:.3} ({:+.1}%)",
-            (cpu - 1.0) * 100.0,
-            (wall - 1.0) * 100.0,
-        );
+        println!("  {workload:<18} limits on / off: {}", ratios(wall, cpu));
     }
 }
 
@@ -349,7 +335,15 @@ fn per_request<F: std::future::Future<Output = ()>>(
 async fn hello(app: &micros::App) {
     let response = app.handle(request("/", Bytes::new())).await;
     assert_eq!(response.status(), 200);
-    response.into_body().collect().await.expect("body");
+    read_all(response.into_body()).await;
+}
+
+/// The whole of a response body.
+async fn read_all<B: http_body::Body>(body: B) -> Bytes
+where
+    B::Error: std::fmt::Debug,
+{
+    body.collect().await.expect("body").to_bytes()
 }
 
 /// CPU seconds (user and system, all threads) this process has used.
@@ -395,6 +389,15 @@ fn alternate(mut a: impl FnMut() -> (f64, f64), mut b: impl FnMut() -> (f64, f64
     (median(&mut wall), median(&mut cpu))
 }
 
+/// The ratios `alternate` found, as printed: CPU time first.
+fn ratios(wall: f64, cpu: f64) -> String {
+    format!(
+        "CPU {cpu:.3} ({:+.1}%), wall time {wall:.3} ({:+.1}%)",
+        (cpu - 1.0) * 100.0,
+        (wall - 1.0) * 100.0,
+    )
+}
+
 /// What logging costs, in process: hello answered with the binary's log subscriber (text,
 /// `info`, to a file, so the request span and the access line are made and written) against
 /// none, in alternating rounds.
@@ -429,9 +432,8 @@ fn logging_cost() {
         "no access line in:\n{lines}"
     );
     println!(
-        "\nwhat logging costs (hello, median of {ROUNDS} alternating rounds): CPU {cpu:.3} ({:+.1}%), wall time {wall:.3} ({:+.1}%)",
-        (cpu - 1.0) * 100.0,
-        (wall - 1.0) * 100.0,
+        "\nwhat logging costs (hello, median of {ROUNDS} alternating rounds): {}",
+        ratios(wall, cpu)
     );
 }
 
@@ -457,9 +459,8 @@ fn overhead() {
     };
     let (wall, cpu) = alternate(time_micros, time_alone);
     println!(
-        "\nmicros against wasmtime alone tuned alike (hello, median of {ROUNDS} alternating rounds): CPU {cpu:.3} ({:+.1}%), wall time {wall:.3} ({:+.1}%)",
-        (cpu - 1.0) * 100.0,
-        (wall - 1.0) * 100.0,
+        "\nmicros against wasmtime alone tuned alike (hello, median of {ROUNDS} alternating rounds): {}",
+        ratios(wall, cpu)
     );
 }
 
