@@ -24,6 +24,15 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Turns off Nagle's algorithm on an accepted connection. Otherwise a response whose body
+/// follows its head in a second write (an execution still running after its head) waits for the
+/// client's delayed ACK of the head: up to 40 ms on Linux, the whole p99 of a loaded server.
+fn send_without_delay(stream: &tokio::net::TcpStream, peer: std::net::SocketAddr) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!("could not turn off Nagle's algorithm for {peer}: {error}");
+    }
+}
+
 /// Extra time, past the execution limit, that shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -90,6 +99,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        send_without_delay(&stream, peer);
         let app = app.clone();
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let app = app.clone();
@@ -130,4 +140,24 @@ pub async fn serve(
         tracing::warn!("shutdown: some requests or actions did not finish in time");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_delay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (stream, peer) = accepted.unwrap();
+        assert!(
+            !stream.nodelay().unwrap(),
+            "Linux's default changed: the test shows nothing"
+        );
+        send_without_delay(&stream, peer);
+        assert!(stream.nodelay().unwrap());
+        drop(client);
+    }
 }
