@@ -87,6 +87,8 @@ pub(crate) struct Data {
     limit: u64,
     /// Room for Drive files in memory, in KiB ([`MAX_FILE_BYTES_IN_MEMORY`]).
     files_in_memory: Arc<tokio::sync::Semaphore>,
+    /// Room for request bodies in memory, in KiB ([`MAX_REQUEST_BYTES_IN_MEMORY`]).
+    bodies_in_memory: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Data {
@@ -106,6 +108,14 @@ pub(crate) type DataResponse = http::Response<DataBody>;
 /// Micro that downloads its largest files in parallel cannot push the host's memory up with
 /// them. A download holds its room until its body is dropped (read, or its execution over).
 pub const MAX_FILE_BYTES_IN_MEMORY: u64 = 512 * 1024 * 1024;
+
+/// Bytes of data request bodies held in memory at once, all of an app's Base operations and
+/// Drive requests together (each body is read whole, up to [`MAX_REQUEST_BYTES`] or
+/// [`MAX_CHUNK_BYTES`]): the next waits for room. A body counts at its declared length, or at
+/// its limit if it declares none, from before its first byte is read until its operation is
+/// answered. Without it, executions sending large bodies at once (or one execution sending
+/// many) could make the host hold many copies of their own bounded memory.
+pub const MAX_REQUEST_BYTES_IN_MEMORY: u64 = 256 * 1024 * 1024;
 
 /// The body of a data response: its bytes, and the room in memory a file holds.
 pub(crate) struct DataBody {
@@ -151,6 +161,9 @@ impl Data {
             limit,
             files_in_memory: Arc::new(tokio::sync::Semaphore::new(
                 usize::try_from(MAX_FILE_BYTES_IN_MEMORY / 1024).unwrap_or(usize::MAX),
+            )),
+            bodies_in_memory: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(MAX_REQUEST_BYTES_IN_MEMORY / 1024).unwrap_or(usize::MAX),
             )),
         })
     }
@@ -249,8 +262,11 @@ impl Data {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = request.into_parts();
-        let body = match read(body, MAX_CHUNK_BYTES).await {
-            Ok(body) => body,
+        // The body's room is held until the operation is answered.
+        let declared = declared_length(&parts.headers);
+        let room = &self.bodies_in_memory;
+        let (body, _body_room) = match read(body, declared, MAX_CHUNK_BYTES, room).await {
+            Ok(read) => read,
             Err(answer) => return respond(answer),
         };
         let writes = matches!(parts.method, Method::POST | Method::PATCH);
@@ -356,14 +372,16 @@ impl Data {
                 ));
             }
         };
-        let (body, size) = match route {
+        // The body's room is held until the operation is answered: its parsed value is as large.
+        let (body, size, _body_room) = match route {
             Route::Put | Route::Insert | Route::Query | Route::Update(_) => {
-                match read_json(request.into_body()).await {
+                let declared = declared_length(request.headers());
+                match read_json(request.into_body(), declared, &self.bodies_in_memory).await {
                     Ok(read) => read,
                     Err(answer) => return respond(answer),
                 }
             }
-            Route::Get(_) | Route::Delete(_) => (Value::Null, 0),
+            Route::Get(_) | Route::Delete(_) => (Value::Null, 0, None),
         };
         let store = Arc::clone(&self.items);
         let limit = self.limit;
@@ -422,17 +440,59 @@ fn decode(segment: &str) -> String {
         .into_owned()
 }
 
-/// Reads a body of at most `limit` bytes.
-async fn read<B>(body: B, limit: usize) -> Result<Bytes, base::Answer>
+/// The length a request's `content-length` declares. A guest's body cannot pass it (wasi-http
+/// stops the write) and a client's cannot either (hyper reads no further); [`read`] never reads
+/// past it anyway.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Reads a body of at most `limit` bytes, once `room` (KiB, [`MAX_REQUEST_BYTES_IN_MEMORY`])
+/// has room for it: for its declared length (its exact size hint, or else `declared`), or for
+/// `limit` if it declares none. Returns the bytes and the room they hold.
+async fn read<B>(
+    body: B,
+    declared: Option<u64>,
+    limit: usize,
+    room: &Arc<tokio::sync::Semaphore>,
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), base::Answer>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(base::error(
+    let past_limit = || {
+        base::error(
             413,
             format!("the request body is past the limit of {limit} bytes"),
+        )
+    };
+    let declared = body.size_hint().exact().or(declared);
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(past_limit());
+    }
+    let counted = declared.map_or(limit, |len| len as usize);
+    let kib = u32::try_from(counted.div_ceil(1024)).unwrap_or(u32::MAX);
+    let held = if kib == 0 {
+        None
+    } else {
+        match Arc::clone(room).acquire_many_owned(kib).await {
+            Ok(held) => Some(held),
+            Err(_) => return Err(base::error(500, "the data service is closing")),
+        }
+    };
+    match Limited::new(body, counted).collect().await {
+        Ok(collected) => Ok((collected.to_bytes(), held)),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() && counted == limit => {
+            Err(past_limit())
+        }
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(base::error(
+            400,
+            format!("the request body is longer than the {counted} bytes it declared"),
         )),
         Err(error) => Err(base::error(
             400,
@@ -441,15 +501,20 @@ where
     }
 }
 
-/// Reads a JSON body of at most [`MAX_REQUEST_BYTES`]; returns it with its size in bytes.
-async fn read_json<B>(body: B) -> Result<(Value, usize), base::Answer>
+/// Reads a JSON body of at most [`MAX_REQUEST_BYTES`] (as [`read`] does); returns it with its
+/// size in bytes and the room it holds.
+async fn read_json<B>(
+    body: B,
+    declared: Option<u64>,
+    room: &Arc<tokio::sync::Semaphore>,
+) -> Result<(Value, usize, Option<tokio::sync::OwnedSemaphorePermit>), base::Answer>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let bytes = read(body, MAX_REQUEST_BYTES).await?;
+    let (bytes, held) = read(body, declared, MAX_REQUEST_BYTES, room).await?;
     serde_json::from_slice(&bytes)
-        .map(|value| (value, bytes.len()))
+        .map(|value| (value, bytes.len(), held))
         .map_err(|error| base::error(400, format!("the request body is not JSON: {error}")))
 }
 
@@ -505,6 +570,161 @@ mod tests {
             .uri(path)
             .body(Full::new(Bytes::from_static(body)))
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A body that sends `bytes` in one frame and ends, declaring `declared` (or nothing) as its
+    /// length; with `bytes` `None` it never sends anything.
+    struct Declaring {
+        bytes: Option<Bytes>,
+        declared: Option<u64>,
+    }
+
+    impl Body for Declaring {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            match self.bytes.as_mut() {
+                None => std::task::Poll::Pending,
+                Some(bytes) if bytes.is_empty() => std::task::Poll::Ready(None),
+                Some(bytes) => {
+                    let frame = http_body::Frame::data(std::mem::take(bytes));
+                    std::task::Poll::Ready(Some(Ok(frame)))
+                }
+            }
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            self.declared.map_or_else(
+                http_body::SizeHint::default,
+                http_body::SizeHint::with_exact,
+            )
+        }
+    }
+
+    fn put(body: Declaring) -> http::Request<Declaring> {
+        http::Request::builder()
+            .method(Method::PUT)
+            .uri("/__space/v0/base/b/items")
+            .body(body)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn open_data(dir: &tempfile::TempDir) -> Data {
+        let state = crate::state::StateDir::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        Data::open(&state, "p".into(), Vec::new(), u64::MAX).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn text(response: DataResponse) -> (u16, String) {
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_request_body_waits_while_others_hold_the_room_for_bodies() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut data = open_data(&dir);
+        // Room for one undeclared body (counted at the limit) and 100 KiB more.
+        let room = MAX_REQUEST_BYTES / 1024 + 100;
+        data.bodies_in_memory = Arc::new(tokio::sync::Semaphore::new(room));
+        let held = Arc::clone(&data.bodies_in_memory)
+            .acquire_many_owned(200)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let item = Bytes::from_static(br#"{"items": [{"key": "a", "n": 1}]}"#);
+        // A body that declares its length fits in what is left, even small as this one is...
+        let declared = data
+            .answer_owner(put(Declaring {
+                bytes: Some(item.clone()),
+                declared: Some(item.len() as u64),
+            }))
+            .await;
+        assert_eq!(text(declared).await.0, 207);
+        // ...and so does one whose `content-length` declares it (a guest's body: no size hint)...
+        let mut by_header = put(Declaring {
+            bytes: Some(item.clone()),
+            declared: None,
+        });
+        by_header
+            .headers_mut()
+            .insert(http::header::CONTENT_LENGTH, item.len().into());
+        assert_eq!(text(data.answer_owner(by_header).await).await.0, 207);
+        // ...one that declares nothing counts at the limit, and waits for the room held.
+        let undeclared = data.answer_owner(put(Declaring {
+            bytes: Some(item.clone()),
+            declared: None,
+        }));
+        tokio::pin!(undeclared);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), &mut undeclared)
+                .await
+                .is_err(),
+            "a body without a length waits while others hold the room"
+        );
+        drop(held);
+        assert_eq!(text(undeclared.await).await.0, 207);
+        assert_eq!(
+            data.bodies_in_memory.available_permits(),
+            room,
+            "answered operations give their room back"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_by_its_length_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let data = open_data(&dir);
+        // It never sends a byte: reading it would hang.
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            data.answer_owner(put(Declaring {
+                bytes: None,
+                declared: Some(MAX_REQUEST_BYTES as u64 + 1),
+            })),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the body was read instead of refused by its length"));
+        assert_eq!(
+            text(refused).await,
+            (
+                413,
+                format!(
+                    r#"{{"errors":["the request body is past the limit of {MAX_REQUEST_BYTES} bytes"]}}"#
+                )
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_longer_than_it_declared_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let data = open_data(&dir);
+        let refused = data
+            .answer_owner(put(Declaring {
+                bytes: Some(Bytes::from_static(br#"{"items": [{"key": "a"}]}"#)),
+                declared: Some(4),
+            }))
+            .await;
+        assert_eq!(
+            text(refused).await,
+            (
+                400,
+                r#"{"errors":["the request body is longer than the 4 bytes it declared"]}"#.into()
+            )
+        );
+        assert_eq!(
+            data.bodies_in_memory.available_permits(),
+            usize::try_from(MAX_REQUEST_BYTES_IN_MEMORY / 1024).unwrap_or(usize::MAX)
+        );
     }
 
     #[tokio::test]
