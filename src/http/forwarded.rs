@@ -56,11 +56,13 @@ pub(crate) fn apply(headers: &mut HeaderMap, peer: Option<IpAddr>, trusted: &[Ip
     if !trusted.iter().any(|net| net.contains(&peer)) {
         remove_all(headers, FORWARDING);
     }
-    extend(headers, "x-forwarded-for", &peer.to_string());
+    // Printed once: an address's `Display` is a good share of this function's time.
+    let ip = peer.to_string();
     let node = match peer {
-        IpAddr::V4(v4) => format!("for={v4}"),
-        IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+        IpAddr::V4(_) => format!("for={ip}"),
+        IpAddr::V6(_) => format!("for=\"[{ip}]\""),
     };
+    extend(headers, "x-forwarded-for", &ip);
     extend(headers, "forwarded", &node);
 }
 
@@ -136,6 +138,13 @@ pub(crate) fn via_tls(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNe
 
 /// Appends `value` to the comma-separated list in header `name`, merging repeated fields.
 fn extend(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if !headers.contains_key(name) {
+        // The usual case: a client's own request, with no list to extend.
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+        return;
+    }
     let mut list: Vec<String> = headers
         .get_all(name)
         .iter()
