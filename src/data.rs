@@ -641,7 +641,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let item = Bytes::from_static(br#"{"items": [{"key": "a", "n": 1}]}"#);
-        // A body that declares its length fits in what is left, even small as this one is...
+        // A body that declares its length counts at that length, and fits in what is left...
         let declared = data
             .answer_owner(put(Declaring {
                 bytes: Some(item.clone()),
