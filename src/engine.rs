@@ -43,9 +43,10 @@ const COMPONENT_INSTANCE_SIZE: usize = 8 * 1024 * 1024;
 /// Bytes of runtime metadata one core instance may take in the pool.
 const CORE_INSTANCE_SIZE: usize = 2 * 1024 * 1024;
 
-/// Slots whose memory is given back to the kernel together: each give-back flushes the TLB of
-/// every core, so doing it for many slots at once saves most of that cost (64 measured best,
-/// BENCHMARKS.md). wasmtime flushes a batch early when the pool runs short.
+/// Regions of slots (memories, tables, stacks) given back to the kernel together: each
+/// give-back flushes the TLB of every core, so doing it for many at once saves most of that
+/// cost (64 measured best, BENCHMARKS.md). A slot waiting in a batch is not reused until it is
+/// flushed; wasmtime flushes a batch early when the pool runs short.
 const DECOMMIT_BATCH: usize = 64;
 /// Bytes at the start of a memory or table slot reset in place (zeroed) instead of given back
 /// to the kernel: cheaper for the small memories Micros touch per request.
