@@ -100,13 +100,14 @@ impl WasmtimeAlone {
             .max_memory_size(512 << 20)
             .max_component_instance_size(8 << 20)
             .max_core_instance_size(2 << 20)
-            .decommit_batch_size(64)
             .table_keep_resident(128 << 10);
         if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
             pool.pagemap_scan(wasmtime::Enabled::Yes)
-                .linear_memory_keep_resident(4 << 20);
+                .linear_memory_keep_resident(4 << 20)
+                .decommit_batch_size(1);
         } else {
-            pool.linear_memory_keep_resident(128 << 10);
+            pool.linear_memory_keep_resident(128 << 10)
+                .decommit_batch_size(64);
         }
         let mut config = wasmtime::Config::new();
         config

@@ -48,6 +48,12 @@ const CORE_INSTANCE_SIZE: usize = 2 * 1024 * 1024;
 /// cost (64 measured best, BENCHMARKS.md). A slot waiting in a batch is not reused until it is
 /// flushed; wasmtime flushes a batch early when the pool runs short.
 const DECOMMIT_BATCH: usize = 64;
+/// The same where the kernel can say which pages a request wrote (`PAGEMAP_SCAN`): those in
+/// the window are reset in place, so a small guest's give-back is empty and batching saves
+/// nothing, while a slot waiting in a batch keeps a large guest's pages resident (a Python
+/// Micro held ~340 MiB instead of ~122 after 40 requests) and the next request takes a colder
+/// slot. One at a time: each slot is reused at once (BENCHMARKS.md, 16.).
+const DECOMMIT_BATCH_SCANNED: usize = 1;
 /// Bytes at the start of a memory or table slot reset in place (zeroed) instead of given back
 /// to the kernel: cheaper for the small memories Micros touch per request.
 const KEEP_RESIDENT: usize = 128 * 1024;
@@ -104,14 +110,15 @@ impl Engine {
                 .max_component_instance_size(COMPONENT_INSTANCE_SIZE)
                 .max_core_instance_size(CORE_INSTANCE_SIZE)
                 .max_memories_per_module(size.max_memories)
-                .max_tables_per_module(size.max_tables)
-                .decommit_batch_size(DECOMMIT_BATCH);
-            let keep_resident = if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
-                pool.pagemap_scan(wasmtime::Enabled::Yes);
-                KEEP_RESIDENT_SCANNED
-            } else {
-                KEEP_RESIDENT
-            };
+                .max_tables_per_module(size.max_tables);
+            let (keep_resident, batch) =
+                if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+                    pool.pagemap_scan(wasmtime::Enabled::Yes);
+                    (KEEP_RESIDENT_SCANNED, DECOMMIT_BATCH_SCANNED)
+                } else {
+                    (KEEP_RESIDENT, DECOMMIT_BATCH)
+                };
+            pool.decommit_batch_size(batch);
             // Tables stay at the small window: 128 KiB of a table is 16,384 function references,
             // more than a Micro's tables hold, and a wider window is scanned for nothing.
             pool.linear_memory_keep_resident(keep_resident)
