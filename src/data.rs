@@ -159,12 +159,8 @@ impl Data {
             project_id,
             keys,
             limit,
-            files_in_memory: Arc::new(tokio::sync::Semaphore::new(
-                usize::try_from(MAX_FILE_BYTES_IN_MEMORY / 1024).unwrap_or(usize::MAX),
-            )),
-            bodies_in_memory: Arc::new(tokio::sync::Semaphore::new(
-                usize::try_from(MAX_REQUEST_BYTES_IN_MEMORY / 1024).unwrap_or(usize::MAX),
-            )),
+            files_in_memory: room_for(MAX_FILE_BYTES_IN_MEMORY),
+            bodies_in_memory: room_for(MAX_REQUEST_BYTES_IN_MEMORY),
         })
     }
 
@@ -295,17 +291,9 @@ impl Data {
                 .await
                 .unwrap_or(0)
         };
-        let room = if sized == 0 {
-            None
-        } else {
-            let kib = u32::try_from(sized.div_ceil(1024)).unwrap_or(u32::MAX);
-            match Arc::clone(&self.files_in_memory)
-                .acquire_many_owned(kib)
-                .await
-            {
-                Ok(room) => Some(room),
-                Err(_) => return respond(base::error(500, "the data service is closing")),
-            }
+        let room = match take_room(&self.files_in_memory, sized).await {
+            Ok(room) => room,
+            Err(answer) => return respond(answer),
         };
         let answered = tokio::task::spawn_blocking(move || {
             if writes && let Err(refusal) = check_room(items.as_ref(), limit, request.body.len()) {
@@ -440,6 +428,29 @@ fn decode(segment: &str) -> String {
         .into_owned()
 }
 
+/// Room in memory for `bytes` at once, counted in KiB.
+fn room_for(bytes: u64) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(
+        usize::try_from(bytes / 1024).unwrap_or(usize::MAX),
+    ))
+}
+
+/// Waits for `bytes` of `room` (a [`room_for`]), held until the permit is dropped; nothing is
+/// taken for no bytes.
+async fn take_room(
+    room: &Arc<tokio::sync::Semaphore>,
+    bytes: u64,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, base::Answer> {
+    if bytes == 0 {
+        return Ok(None);
+    }
+    let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    match Arc::clone(room).acquire_many_owned(kib).await {
+        Ok(held) => Ok(Some(held)),
+        Err(_) => Err(base::error(500, "the data service is closing")),
+    }
+}
+
 /// The length a request's `content-length` declares. A guest's body cannot pass it (wasi-http
 /// stops the write) and a client's cannot either (hyper reads no further); [`read`] never reads
 /// past it anyway.
@@ -476,15 +487,7 @@ where
         return Err(past_limit());
     }
     let counted = declared.map_or(limit, |len| len as usize);
-    let kib = u32::try_from(counted.div_ceil(1024)).unwrap_or(u32::MAX);
-    let held = if kib == 0 {
-        None
-    } else {
-        match Arc::clone(room).acquire_many_owned(kib).await {
-            Ok(held) => Some(held),
-            Err(_) => return Err(base::error(500, "the data service is closing")),
-        }
-    };
+    let held = take_room(room, counted as u64).await?;
     match Limited::new(body, counted).collect().await {
         Ok(collected) => Ok((collected.to_bytes(), held)),
         Err(error) if error.is::<http_body_util::LengthLimitError>() && counted == limit => {
