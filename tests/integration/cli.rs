@@ -28,11 +28,16 @@ pub(crate) async fn up(args: &[&str]) -> Up {
 
 /// `micros up` with these arguments, access control as configured.
 pub(crate) async fn up_private(args: &[&str]) -> Up {
+    up_logging(args, "info").await
+}
+
+/// `micros up` with these arguments and `RUST_LOG=rust_log`.
+async fn up_logging(args: &[&str], rust_log: &str) -> Up {
     let mut child = Command::new(MICROS)
         .arg("up")
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", rust_log)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -178,6 +183,53 @@ async fn up_serves_logs_guest_output_and_stops_on_sigterm() {
     );
     let status = terminate(up).await;
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_log_filters_by_target_and_by_span() {
+    let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
+    // By target and by span: either way the guest's line in the request span is written and the
+    // access line (outside it) is not.
+    for rust_log in ["info,micros::access=off", "warn,[request]=info"] {
+        let up = up_logging(&[dir.path().to_str().unwrap(), "--no-auth"], rust_log).await;
+        let reply = get(up.addr, "/?log").await;
+        assert_eq!(reply.status, 200);
+        let request_id = reply.header("x-request-id").unwrap().to_string();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stderr = up.stderr.lock().unwrap().join("\n");
+        let guest = stderr.lines().find(|l| l.contains("hello on stdout"));
+        assert!(
+            guest.is_some_and(|l| l.contains(&format!("request_id={request_id}"))),
+            "RUST_LOG={rust_log}:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("micros::access"),
+            "RUST_LOG={rust_log}:\n{stderr}"
+        );
+        assert!(terminate(up).await.success());
+    }
+}
+
+/// An execution still writing its body after the head runs on a task of its own, and what it
+/// logs there is still in its request's span.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rest_of_an_execution_logs_in_its_request_span() {
+    let (dir, _) = write_app(&[micro("web", guests::BIG).primary()]);
+    let args = [dir.path().to_str().unwrap(), "--no-auth"];
+    let up = up_logging(&args, "info,micros::sandbox=debug").await;
+    // Far more than the body's channel holds: the guest is still writing when the head is sent.
+    let reply = get(up.addr, "/?bytes=4000000").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text().len(), 4_000_000);
+    let request_id = reply.header("x-request-id").unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stderr = up.stderr.lock().unwrap().join("\n");
+    let finished = stderr.lines().find(|l| l.contains("execution finished"));
+    assert!(
+        finished.is_some_and(|l| l.contains(&format!("request_id={request_id}"))),
+        "{stderr}"
+    );
+    assert!(terminate(up).await.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]

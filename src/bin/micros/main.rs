@@ -10,8 +10,10 @@ use micros::{ActionOverride, App, Config, EnvSetting, Manifest};
 
 mod commands;
 mod flags;
+mod logs;
 
 use flags::{CompileArgs, FrontDoorArgs, LimitArgs, OutboundArgs};
+use logs::LogFormat;
 
 /// The allocator of the binary (feature `mimalloc`, on by default): fewer CPU cycles per request
 /// than the system's (BENCHMARKS.md).
@@ -29,13 +31,6 @@ struct Cli {
     /// for log collectors.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-}
-
-/// The format of log lines.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -269,17 +264,7 @@ struct Up {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
+    logs::install(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
