@@ -375,7 +375,9 @@ impl Sandbox {
         // poll (an embedder's loop, a benchmark) would otherwise run out of it part-way through an
         // execution, which then yields after its head and goes to a task of its own, costing the
         // hand-offs this saves. The epoch deadline still makes a long execution yield every tick.
-        let mut execution: Option<Execution> = Some(Box::pin(execution.in_current_span()));
+        // Polled here, it runs in the caller's span already; only the rest, if spawned, is
+        // given the span (entering a span costs, and this is polled several times a request).
+        let mut execution: Option<Execution> = Some(Box::pin(execution));
         let head = tokio::task::coop::unconstrained(std::future::poll_fn(|cx| {
             if let Poll::Ready(head) = Pin::new(&mut head_rx).poll(cx) {
                 return Poll::Ready(head.ok());
@@ -411,7 +413,8 @@ impl Sandbox {
                 // client reads slowly. From here the body owns it: dropping the body unfinished
                 // stops it, unless the response has no body to send (HEAD, 204, 304).
                 let bodiless = is_head || matches!(response.status().as_u16(), 204 | 304);
-                let abort = execution.map(|rest| tokio::spawn(rest).abort_handle());
+                let abort =
+                    execution.map(|rest| tokio::spawn(rest.in_current_span()).abort_handle());
                 let abort = if bodiless { None } else { abort };
                 Ok(response.map(|body| ResponseBody::guest(body, cap, declared, done_rx, abort)))
             }
