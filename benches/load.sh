@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark: the hello component served by micros, against a native hyper hello (the
 # physical limit here) and `wasmtime serve` (what users would pick instead) when a wasmtime 48
-# binary is on the PATH, each driven by wrk on loopback in turn, in the same run.
+# binary is on the PATH: all started together, then driven by wrk on loopback in turn, one run
+# each per round, in the same run.
 # Usage: ./benches/load.sh [SECONDS] [RUNS]   (defaults: 10 s, 3 runs; medians are reported)
 # Needs: wrk (Debian: apt-get install wrk); optionally wasmtime 48:
 #   cargo install wasmtime-cli --version 48.0.8 --locked
@@ -16,32 +17,47 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 hello_app --example native_hello
 . benches/measure.sh
 
-declare -A RESULT
-echo "== native hyper hello" >&2
-start "$work/native.log" target/release/examples/native_hello 127.0.0.1:0
-RESULT[native]=$(drive); kill "$PID"; wait "$PID" 2>/dev/null || true
+# Every server is started first, then driven in turn, one run each per round: the machine's
+# drift (it is shared) falls on all of them alike instead of on whichever ran last.
+declare -A PIDS URLS ROWS RESULT
+KEYS=()
+serve() {
+  local key=$1; shift
+  start "$work/$key.log" "$@"
+  PIDS[$key]=$PID; URLS[$key]=$URL; KEYS+=("$key")
+}
 
 echo "== micros up (compile cache warm)" >&2
 target/release/micros check "$work/app" 2>/dev/null
-start "$work/micros.log" target/release/micros up "$work/app" --listen 127.0.0.1:0
+serve micros target/release/micros up "$work/app" --listen 127.0.0.1:0
 MICROS_START_MS=$START_MS
 MICROS_IDLE_RSS=$(rss_mib "$PID")
-RESULT[micros]=$(drive)
-MICROS_LOADED_RSS=$(rss_mib "$PID")
-kill "$PID"; wait "$PID" 2>/dev/null || true
-
+echo "== native hyper hello" >&2
+serve native target/release/examples/native_hello 127.0.0.1:0
 echo "== micros up --no-pooling" >&2
-start "$work/micros-np.log" target/release/micros up "$work/app" --listen 127.0.0.1:0 --no-pooling
-RESULT[nopool]=$(drive); kill "$PID"; wait "$PID" 2>/dev/null || true
-
+serve nopool target/release/micros up "$work/app" --listen 127.0.0.1:0 --no-pooling
 if command -v wasmtime >/dev/null && wasmtime --version | grep -q '^wasmtime 48\.'; then
   echo "== wasmtime serve -Scli" >&2
-  start "$work/wasmtime.log" wasmtime serve -Scli --addr 127.0.0.1:8971 "$work/app/web/hello.wasm"
-  URL=http://127.0.0.1:8971
-  RESULT[wasmtime]=$(drive); kill "$PID"; wait "$PID" 2>/dev/null || true
+  # It prints no address of its own: start() finds the one echoed here.
+  serve wasmtime sh -c 'echo http://127.0.0.1:8971 >&2;
+    exec wasmtime serve -Scli --addr 127.0.0.1:8971 "$1" 2>/dev/null' sh "$work/app/web/hello.wasm"
 else
   echo "== wasmtime 48 not found: skipped (cargo install wasmtime-cli --version 48.0.8 --locked)" >&2
 fi
+
+for run in $(seq 1 "$RUNS"); do
+  for key in "${KEYS[@]}"; do
+    echo "== run $run/$RUNS: $key" >&2
+    PID=${PIDS[$key]}; URL=${URLS[$key]}
+    ROWS[$key]+="$(drive_once)"$'\n'
+  done
+done
+MICROS_LOADED_RSS=$(rss_mib "${PIDS[micros]}")
+for key in "${KEYS[@]}"; do
+  RESULT[$key]=$(printf '%s' "${ROWS[$key]}" | medians)
+  kill "${PIDS[$key]}" 2>/dev/null || true
+done
+wait 2>/dev/null || true
 
 echo
 echo "wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, median of $RUNS runs, $(nproc) cores, $(date -u +%F)"

@@ -24,26 +24,34 @@ cpu_seconds() {
 
 rss_mib() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
-# Drives URL with wrk RUNS times; prints "rps p50_ms p99_ms cpu_us_per_request" (medians).
-drive() {
-  local rows=()
-  for _ in $(seq 1 "$RUNS"); do
-    local before; before=$(cpu_seconds "$PID")
-    local out; out=$(wrk -t1 -c$CONNECTIONS -d"${SECONDS_PER_RUN}s" --latency "$URL/")
-    local after; after=$(cpu_seconds "$PID")
-    local requests; requests=$(echo "$out" | awk '/requests in/ { print $1 }')
-    local rps; rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
-    local p50; p50=$(echo "$out" | awk '$1 == "50%" { print $2 }')
-    local p99; p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
-    local cpu; cpu=$(awk -v a="$after" -v b="$before" -v n="$requests" 'BEGIN { printf "%.1f", (a - b) * 1e6 / n }')
-    rows+=("$rps $(to_ms "$p50") $(to_ms "$p99") $cpu")
-  done
+# Drives URL (served by process PID) once with wrk; prints "rps p50_ms p99_ms cpu_us_per_request".
+drive_once() {
+  local before; before=$(cpu_seconds "$PID")
+  local out; out=$(wrk -t1 -c$CONNECTIONS -d"${SECONDS_PER_RUN}s" --latency "$URL/")
+  local after; after=$(cpu_seconds "$PID")
+  local requests; requests=$(echo "$out" | awk '/requests in/ { print $1 }')
+  local rps; rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+  local p50; p50=$(echo "$out" | awk '$1 == "50%" { print $2 }')
+  local p99; p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
+  local cpu; cpu=$(awk -v a="$after" -v b="$before" -v n="$requests" 'BEGIN { printf "%.1f", (a - b) * 1e6 / n }')
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu"
+}
+
+# The median of each column of the rows on stdin (one run's "rps p50 p99 cpu" per line).
+medians() {
+  local rows; rows=$(cat)
+  local count; count=$(echo "$rows" | wc -l)
   local medians=()
   for column in 1 2 3 4; do
-    medians+=("$(printf '%s\n' "${rows[@]}" | awk -v c=$column '{ print $c }' | sort -g \
-      | sed -n "$(( (RUNS + 1) / 2 ))p")")
+    medians+=("$(echo "$rows" | awk -v c=$column '{ print $c }' | sort -g \
+      | sed -n "$(( (count + 1) / 2 ))p")")
   done
   echo "${medians[*]}"
+}
+
+# Drives URL with wrk RUNS times in a row; prints the medians, as `drive_once` does one run.
+drive() {
+  for _ in $(seq 1 "$RUNS"); do drive_once; done | medians
 }
 
 # wrk prints latencies as 1.23ms, 456.00us or 1.02s: in milliseconds.
