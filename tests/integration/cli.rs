@@ -185,11 +185,11 @@ async fn up_serves_logs_guest_output_and_stops_on_sigterm() {
     assert!(status.success(), "{status}");
 }
 
+/// `RUST_LOG` filters by target and by span alike: either way below, the guest's line in the
+/// request span is written and the access line (outside it) is not.
 #[tokio::test(flavor = "multi_thread")]
 async fn rust_log_filters_by_target_and_by_span() {
     let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
-    // By target and by span: either way the guest's line in the request span is written and the
-    // access line (outside it) is not.
     for rust_log in ["info,micros::access=off", "warn,[request]=info"] {
         let up = up_logging(&[dir.path().to_str().unwrap(), "--no-auth"], rust_log).await;
         let reply = get(up.addr, "/?log").await;
