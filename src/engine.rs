@@ -221,10 +221,17 @@ impl Engine {
                         rss_growth_bytes = growth,
                         "compiled"
                     );
-                    if let Some(cache) = cache
-                        && let Err(error) = cache.store(&self.engine, &bytes, &component)
-                    {
-                        tracing::warn!(micro = name, "not cached: {error:#}");
+                    if let Some(cache) = cache {
+                        match cache.store(&self.engine, &bytes, &component) {
+                            Err(error) => tracing::warn!(micro = name, "not cached: {error:#}"),
+                            // Mapped from the file just written, the code no longer needs the
+                            // copy in the process's own memory that compiling made.
+                            Ok(()) => {
+                                if let Some(mapped) = cache.load(&self.engine, &bytes) {
+                                    return Ok(mapped);
+                                }
+                            }
+                        }
                     }
                     return Ok(component);
                 }
