@@ -181,10 +181,21 @@ impl Engine {
         let rss_before = resident_bytes();
         let started = Instant::now();
         let source = Arc::clone(&bytes);
+        let thread = format!("micros-compile-{name}");
         std::thread::Builder::new()
-            .name(format!("micros-compile-{name}"))
+            .name(thread.clone())
             .spawn(move || {
-                let _ = done.send(Component::from_binary(&engine, &source));
+                // Cranelift compiles a component's functions in parallel on rayon's threads: here
+                // on a pool of this compilation's own, whose threads have ended when it returns.
+                // The threads of rayon's global pool would live on, idle, and an allocator keeps
+                // what a live thread freed: the compiler's peak, ~330 MiB for a Python component
+                // (BENCHMARKS.md). An ended thread's is the allocator's to give back.
+                let compile = || Component::from_binary(&engine, &source);
+                let compiled = rayon::ThreadPoolBuilder::new()
+                    .thread_name(move |i| format!("{thread}-{i}"))
+                    .build_scoped(|worker| worker.run(), |pool| pool.install(compile))
+                    .unwrap_or_else(|_| compile());
+                let _ = done.send(compiled);
             })
             .context("failed to start a compiler thread")?;
         let mut growth = 0;
