@@ -78,6 +78,15 @@ pub(crate) async fn get(addr: std::net::SocketAddr, path: &str) -> crate::suppor
         .expect("response in time")
 }
 
+/// `GET path` from a running `micros up`, and its stderr a moment later, the request's log
+/// lines included.
+async fn get_logged(up: &Up, path: &str) -> (crate::support::Reply, String) {
+    let reply = get(up.addr, path).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stderr = up.stderr.lock().unwrap().join("\n");
+    (reply, stderr)
+}
+
 /// The owner token `micros up` printed at its first start.
 async fn owner_token(up: &Up) -> String {
     for _ in 0..50 {
@@ -155,12 +164,10 @@ pub(crate) async fn terminate(mut up: Up) -> std::process::ExitStatus {
 async fn up_serves_logs_guest_output_and_stops_on_sigterm() {
     let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
     let up = up(&[dir.path().to_str().unwrap()]).await;
-    let reply = get(up.addr, "/?log").await;
+    let (reply, stderr) = get_logged(&up, "/?log").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "hello from micros\n");
-    let request_id = reply.header("x-request-id").unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let stderr = up.stderr.lock().unwrap().join("\n");
+    let request_id = reply.header("x-request-id").unwrap();
     for stream in ["stdout", "stderr"] {
         let line = stderr
             .lines()
@@ -192,11 +199,9 @@ async fn rust_log_filters_by_target_and_by_span() {
     let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
     for rust_log in ["info,micros::access=off", "warn,[request]=info"] {
         let up = up_logging(&[dir.path().to_str().unwrap(), "--no-auth"], rust_log).await;
-        let reply = get(up.addr, "/?log").await;
+        let (reply, stderr) = get_logged(&up, "/?log").await;
         assert_eq!(reply.status, 200);
-        let request_id = reply.header("x-request-id").unwrap().to_string();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let stderr = up.stderr.lock().unwrap().join("\n");
+        let request_id = reply.header("x-request-id").unwrap();
         let guest = stderr.lines().find(|l| l.contains("hello on stdout"));
         assert!(
             guest.is_some_and(|l| l.contains(&format!("request_id={request_id}"))),
@@ -218,12 +223,10 @@ async fn the_rest_of_an_execution_logs_in_its_request_span() {
     let args = [dir.path().to_str().unwrap(), "--no-auth"];
     let up = up_logging(&args, "info,micros::sandbox=debug").await;
     // Far more than the body's channel holds: the guest is still writing when the head is sent.
-    let reply = get(up.addr, "/?bytes=4000000").await;
+    let (reply, stderr) = get_logged(&up, "/?bytes=4000000").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text().len(), 4_000_000);
-    let request_id = reply.header("x-request-id").unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let stderr = up.stderr.lock().unwrap().join("\n");
+    let request_id = reply.header("x-request-id").unwrap();
     let finished = stderr.lines().find(|l| l.contains("execution finished"));
     assert!(
         finished.is_some_and(|l| l.contains(&format!("request_id={request_id}"))),
