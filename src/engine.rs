@@ -234,14 +234,9 @@ impl Engine {
                     );
                     if let Some(cache) = cache {
                         match cache.store(&self.engine, &bytes, &component) {
-                            Err(error) => tracing::warn!(micro = name, "not cached: {error:#}"),
-                            // Mapped from the file just written, the code no longer needs the
-                            // copy in the process's own memory that compiling made.
-                            Ok(()) => {
-                                if let Some(mapped) = cache.load(&self.engine, &bytes) {
-                                    return Ok(mapped);
-                                }
-                            }
+                            Ok(mapped) => return Ok(mapped),
+                            // Not written, or written but not mapped: served as compiled.
+                            Err(error) => tracing::warn!(micro = name, "compile cache: {error:#}"),
                         }
                     }
                     return Ok(component);

@@ -4,7 +4,7 @@
 //! its file, not copied into memory: its pages are the kernel's page cache, read in as used.
 
 use std::hash::{Hash as _, Hasher as _};
-use std::io::Read as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -70,19 +70,12 @@ impl CompileCache {
     pub(crate) fn load(&self, engine: &wasmtime::Engine, bytes: &[u8]) -> Option<Component> {
         let path = self.path(engine, bytes);
         let seal = std::fs::read(path.with_extension(SEAL_EXTENSION)).ok()?;
-        let mut file = std::fs::File::open(&path).ok()?;
+        let file = std::fs::File::open(&path).ok()?;
         let mut mac = self.mac(&path);
-        let mut chunk = vec![0; READ_CHUNK];
-        loop {
-            match file.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(read) => mac.update(&chunk[..read]),
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    tracing::warn!(path = %path.display(), "a cached component could not be read: {error}");
-                    return None;
-                }
-            }
+        let mut reader = std::io::BufReader::with_capacity(READ_CHUNK, &file);
+        if let Err(error) = std::io::copy(&mut reader, &mut mac) {
+            tracing::warn!(path = %path.display(), "a cached component could not be read: {error}");
+            return None;
         }
         if mac.verify_slice(&seal).is_err() {
             tracing::warn!(
@@ -100,14 +93,16 @@ impl CompileCache {
         }
     }
 
-    /// Stores the compilation of `bytes` and its seal; each file atomically, so a reader never
-    /// sees half of one (between the two, it sees an artifact without its seal, and compiles).
+    /// Stores the compilation of `bytes` and its seal, each file atomically, so a reader never
+    /// sees half of one (between the two, it sees an artifact without its seal, and compiles);
+    /// returns the component mapped from the file just written, which then no longer needs the
+    /// copy in the process's own memory that compiling made.
     pub(crate) fn store(
         &self,
         engine: &wasmtime::Engine,
         bytes: &[u8],
         component: &Component,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Component> {
         let path = self.path(engine, bytes);
         let artifact = component
             .serialize()
@@ -116,8 +111,9 @@ impl CompileCache {
         let mut mac = self.mac(&path);
         mac.update(&artifact);
         let seal = mac.finalize().into_bytes();
-        write_atomically(&path, &artifact)?;
-        write_atomically(&path.with_extension(SEAL_EXTENSION), &seal)
+        let written = write_atomically(&path, &artifact)?;
+        write_atomically(&path.with_extension(SEAL_EXTENSION), &seal)?;
+        map(engine, &path, &written).with_context(|| format!("failed to map `{}`", path.display()))
     }
 
     /// Removes every compiled component but those of the component files `current`; says how
@@ -159,17 +155,27 @@ impl CompileCache {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file renamed over it: a reader (or a mapping of
-/// the file before) never sees a partial or changing file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes `bytes` to `path` through a temporary file renamed over it, so that a reader (or a
+/// mapping of the file before) never sees a partial or changing file; returns the file written,
+/// open for reading.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<std::fs::File> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            std::fs::rename(&tmp, path)?;
+            Ok(file)
+        })
         .with_context(|| format!("failed to write `{}`", path.display()))
 }
 
 /// Maps native code compiled by this runtime from the file `opened` of `path`, whose seal the
-/// caller has checked.
+/// caller has checked (or which it has just written).
 ///
 /// Where the kernel shows a process its open files (`/proc/self/fd`), the very file that was
 /// checked is mapped; elsewhere `path` is opened again, and a file renamed over it between the
