@@ -217,7 +217,7 @@ async fn a_one_minute_action_fires_by_itself_under_up() {
         !received.contains("never"),
         "an action turned off fired: {received}"
     );
-    let stderr = up.stderr.lock().unwrap().join("\n");
+    let stderr = crate::cli::log_until(&up, |stderr| stderr.contains("action succeeded")).await;
     assert!(
         stderr.contains("action scheduled") && stderr.contains("next_run="),
         "{stderr}"

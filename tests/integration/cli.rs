@@ -16,7 +16,11 @@ const MICROS: &str = env!("CARGO_BIN_EXE_micros");
 pub(crate) struct Up {
     child: Child,
     pub(crate) addr: std::net::SocketAddr,
+    /// The lines of its stderr read so far. Routine log lines reach it in batches, up to 100 ms
+    /// after they were logged: wait for them with [`log_until`].
     pub(crate) stderr: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr into `stderr` until it closes.
+    reader: tokio::task::JoinHandle<()>,
 }
 
 /// `micros up --no-auth` with these arguments.
@@ -55,7 +59,7 @@ async fn up_logging(args: &[&str], rust_log: &str) -> Up {
     let addr = addr.parse().unwrap();
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let sink = stderr.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             sink.lock().unwrap().push(line);
         }
@@ -64,6 +68,7 @@ async fn up_logging(args: &[&str], rust_log: &str) -> Up {
         child,
         addr,
         stderr,
+        reader,
     }
 }
 
@@ -78,13 +83,39 @@ pub(crate) async fn get(addr: std::net::SocketAddr, path: &str) -> crate::suppor
         .expect("response in time")
 }
 
-/// `GET path` from a running `micros up`, and its stderr a moment later, the request's log
-/// lines included.
+/// `GET path` from a running `micros up`, and its stderr once the request's access line is in
+/// it (and so every line the request logged before it).
 async fn get_logged(up: &Up, path: &str) -> (crate::support::Reply, String) {
     let reply = get(up.addr, path).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let stderr = up.stderr.lock().unwrap().join("\n");
+    let stderr = access_logged(up, reply.header("x-request-id").unwrap()).await;
     (reply, stderr)
+}
+
+/// The stderr of a running `micros up` once `done` holds for it; a panic showing it if that takes
+/// more than 30 s.
+pub(crate) async fn log_until(up: &Up, done: impl Fn(&str) -> bool) -> String {
+    for _ in 0..600 {
+        let stderr = up.stderr.lock().unwrap().join("\n");
+        if done(&stderr) {
+            return stderr;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the log never got what the test waits for:\n{}",
+        up.stderr.lock().unwrap().join("\n")
+    );
+}
+
+/// The stderr of a running `micros up` once the access line of request `id` is in it, in either
+/// log format: a request's access line is its last.
+pub(crate) async fn access_logged(up: &Up, id: &str) -> String {
+    log_until(up, |stderr| {
+        stderr
+            .lines()
+            .any(|l| l.contains("micros::access") && l.contains(id))
+    })
+    .await
 }
 
 /// The owner token `micros up` printed at its first start.
@@ -146,7 +177,13 @@ pub(crate) async fn kill(mut up: Up) {
         .unwrap();
 }
 
-pub(crate) async fn terminate(mut up: Up) -> std::process::ExitStatus {
+/// Stops `micros up` with SIGTERM; its exit status.
+pub(crate) async fn terminate(up: Up) -> std::process::ExitStatus {
+    stop(up).await.0
+}
+
+/// Stops `micros up` with SIGTERM; its exit status and all it wrote to stderr.
+async fn stop(mut up: Up) -> (std::process::ExitStatus, String) {
     let pid = up.child.id().unwrap().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
@@ -154,10 +191,16 @@ pub(crate) async fn terminate(mut up: Up) -> std::process::ExitStatus {
         .await
         .unwrap();
     assert!(killed.success());
-    tokio::time::timeout(Duration::from_secs(30), up.child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(30), up.child.wait())
         .await
         .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), up.reader)
+        .await
         .unwrap()
+        .unwrap();
+    let stderr = up.stderr.lock().unwrap().join("\n");
+    (status, stderr)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -199,9 +242,12 @@ async fn rust_log_filters_by_target_and_by_span() {
     let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
     for rust_log in ["info,micros::access=off", "warn,[request]=info"] {
         let up = up_logging(&[dir.path().to_str().unwrap(), "--no-auth"], rust_log).await;
-        let (reply, stderr) = get_logged(&up, "/?log").await;
+        let reply = get(up.addr, "/?log").await;
         assert_eq!(reply.status, 200);
         let request_id = reply.header("x-request-id").unwrap();
+        // All of it, once stopped: a line filtered out is not one still on its way.
+        let (status, stderr) = stop(up).await;
+        assert!(status.success());
         let guest = stderr.lines().find(|l| l.contains("hello on stdout"));
         assert!(
             guest.is_some_and(|l| l.contains(&format!("request_id={request_id}"))),
@@ -211,8 +257,46 @@ async fn rust_log_filters_by_target_and_by_span() {
             !stderr.contains("micros::access"),
             "RUST_LOG={rust_log}:\n{stderr}"
         );
-        assert!(terminate(up).await.success());
     }
+}
+
+/// Routine lines are written in batches while serving, yet the log keeps its order (a warning
+/// writes the batch before it, then itself) and SIGTERM loses none of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn batched_log_lines_keep_their_order_and_sigterm_writes_them_all() {
+    let (dir, _) = write_app(&crate::limits::with_hello(micro("web", guests::PANIC)));
+    let up = up(&[dir.path().to_str().unwrap()]).await;
+    let hello = get(up.addr, "/hello").await;
+    assert_eq!(hello.status, 200);
+    let crashed = get(up.addr, "/").await;
+    assert_eq!(crashed.status, 500);
+    let stderr = log_until(&up, |stderr| stderr.contains("execution failed")).await;
+    let lines: Vec<&str> = stderr.lines().collect();
+    let position = |what: &dyn Fn(&str) -> bool| lines.iter().position(|l| what(l));
+    let hello_id = hello.header("x-request-id").unwrap();
+    let hello_access = position(&|l| l.contains("micros::access") && l.contains(hello_id));
+    let warning = position(&|l| l.contains("WARN") && l.contains("execution failed"));
+    assert!(
+        hello_access.is_some() && hello_access < warning,
+        "the access line of the request before the warning comes first:\n{stderr}"
+    );
+    // A burst answered just before SIGTERM: its lines are still in the batch when it comes.
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let reply = get(up.addr, "/hello").await;
+        ids.push(reply.header("x-request-id").unwrap().to_string());
+    }
+    let (status, stderr) = stop(up).await;
+    assert!(status.success());
+    let lost: Vec<&String> = ids
+        .iter()
+        .filter(|id| {
+            !stderr
+                .lines()
+                .any(|l| l.contains("micros::access") && l.contains(id.as_str()))
+        })
+        .collect();
+    assert!(lost.is_empty(), "access lines lost: {lost:?}\n{stderr}");
 }
 
 /// An execution still writing its body after the head runs on a task of its own, and what it
@@ -525,8 +609,7 @@ async fn guest_output_obeyed_and_violated() {
         let reply = get(up.addr, &format!("/?flood={lines}")).await;
         assert_eq!(reply.text(), "hello from micros\n");
         let id = reply.header("x-request-id").unwrap().to_string();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let stderr = up.stderr.lock().unwrap().join("\n");
+        let stderr = access_logged(&up, &id).await;
         let ours: Vec<&str> = stderr
             .lines()
             .filter(|l| l.contains(&format!("request_id={id}")))
@@ -631,12 +714,9 @@ async fn tmp_flags_apply_and_refusals_are_logged() {
         get(up.addr, "/count?prefix=f&n=5").await.text(),
         "made 1: StorageFull"
     );
-    assert_eq!(
-        get(up.addr, "/symlink?target=/etc&name=l").await.text(),
-        "not-permitted"
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let stderr = up.stderr.lock().unwrap().join("\n");
+    let last = get(up.addr, "/symlink?target=/etc&name=l").await;
+    assert_eq!(last.text(), "not-permitted");
+    let stderr = access_logged(&up, last.header("x-request-id").unwrap()).await;
     let full = stderr
         .lines()
         .find(|l| l.contains("/tmp is full: 8192 bytes of file data"))
@@ -661,8 +741,7 @@ async fn outbound_denials_are_logged_with_their_rule() {
     let reply = get(up.addr, "/?url=http://127.0.0.1:9/").await;
     assert_eq!(reply.text(), "error: DestinationIpProhibited");
     let request_id = reply.header("x-request-id").unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let stderr = up.stderr.lock().unwrap().join("\n");
+    let stderr = access_logged(&up, &request_id).await;
     let line = stderr
         .lines()
         .find(|l| l.contains("outbound request denied: loopback"))
@@ -700,8 +779,7 @@ async fn a_declared_length_body_sent_whole_is_logged_ok() {
     assert_eq!(declared.text().len(), 100_000);
     let streamed = get(up.addr, "/?bytes=100").await;
     assert_eq!(streamed.header("content-length"), None);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let stderr = up.stderr.lock().unwrap().join("\n");
+    let stderr = access_logged(&up, streamed.header("x-request-id").unwrap()).await;
     for (reply, bytes) in [(&declared, 100_000), (&streamed, 100)] {
         let id = reply.header("x-request-id").unwrap();
         let line = stderr
@@ -779,8 +857,15 @@ async fn access_log_and_metrics() {
     )
     .await;
     assert_eq!(posted.status, 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let stderr = up.stderr.lock().unwrap().join("\n");
+    // The seven requests' access lines.
+    let stderr = log_until(&up, |stderr| {
+        let lines = stderr.lines();
+        lines
+            .filter(|l| l.contains("\"target\":\"micros::access\""))
+            .count()
+            == 7
+    })
+    .await;
     let access = |request_id: &str| -> String {
         stderr
             .lines()
@@ -886,8 +971,8 @@ async fn check_fills_the_compile_cache_and_up_uses_it() {
     let up_once = || async {
         let up = up_private(&[app]).await;
         assert_eq!(get(up.addr, "/").await.text(), "hello from micros\n");
-        let stderr = up.stderr.lock().unwrap().join("\n");
-        assert!(terminate(up).await.success());
+        let (status, stderr) = stop(up).await;
+        assert!(status.success());
         stderr
     };
     let stderr = up_once().await;

@@ -243,8 +243,7 @@ async fn check_limits(up: &Up) {
     assert_eq!(spin.status, 504, "{}", spin.body);
     // And the Micro serves on.
     assert_eq!(send(up, "GET", "/api/notes", None).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = up.stderr.lock().unwrap().join("\n");
+    let log = crate::cli::log_until(up, |log| log.contains("path=/__test/spin")).await;
     assert!(
         log.lines().any(|l| l.contains("path=/__test/spin")
             && l.contains("status=504 ")
@@ -447,8 +446,7 @@ async fn flask_example_runs_unchanged() {
         "{}",
         boom.body
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = up.stderr.lock().unwrap().join("\n");
+    let log = crate::cli::log_until(&up, |log| log.contains("path=/boom")).await;
     assert!(
         log.contains("RuntimeError: an unhandled error: Flask answers 500"),
         "the traceback reaches the log:\n{log}"

@@ -469,6 +469,7 @@ async fn serve(up: Up) -> anyhow::Result<()> {
     let app = tokio::task::spawn_blocking(move || App::load(manifest, &config)).await??;
     give_back_freed_memory();
     tracing::info!("serving on http://{address}");
+    let _batching = logs::batch();
     let watching = if up.watch {
         Some(tokio::spawn(micros::watch(&app)?))
     } else {
