@@ -136,8 +136,9 @@ pub async fn serve(
         graceful.shutdown().await;
         let _ = (&mut schedule.0).await;
     };
-    if tokio::time::timeout(wait, in_flight).await.is_err() {
-        tracing::warn!("shutdown: some requests or actions did not finish in time");
+    match tokio::time::timeout(wait, in_flight).await {
+        Ok(()) => tracing::info!("stopped: every request and action in flight finished"),
+        Err(_) => tracing::warn!("shutdown: some requests or actions did not finish in time"),
     }
     Ok(())
 }

@@ -260,8 +260,9 @@ async fn rust_log_filters_by_target_and_by_span() {
     }
 }
 
-/// Routine lines are written in batches while serving, yet the log keeps its order (a warning
-/// writes the batch before it, then itself) and SIGTERM loses none of them.
+/// Log lines are written in batches by a thread of their own while serving, yet the log keeps
+/// its order (a warning is not written before the lines logged ahead of it) and SIGTERM loses
+/// none of them, not even the last, logged just before the process exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn batched_log_lines_keep_their_order_and_sigterm_writes_them_all() {
     let (dir, _) = write_app(&crate::limits::with_hello(micro("web", guests::PANIC)));
@@ -297,6 +298,11 @@ async fn batched_log_lines_keep_their_order_and_sigterm_writes_them_all() {
         })
         .collect();
     assert!(lost.is_empty(), "access lines lost: {lost:?}\n{stderr}");
+    // The line logged last, just before the process exits, is written too.
+    assert!(
+        stderr.ends_with("stopped: every request and action in flight finished"),
+        "{stderr}"
+    );
 }
 
 /// An execution still writing its body after the head runs on a task of its own, and what it

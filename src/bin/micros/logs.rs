@@ -1,24 +1,21 @@
 //! The log subscriber of the binary: lines in the chosen format to stderr, filtered by `RUST_LOG`;
-//! while serving, routine lines are written in batches.
+//! while serving, written by a thread of their own, in batches.
 
-use std::io::{self, Write as _};
+use std::io;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::Duration;
 
-use tracing::{Level, Metadata};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::writer::EitherWriter;
 
 /// The filter when `RUST_LOG` is not set, or empty.
 const DEFAULT_FILTER: &str = "info";
 
-/// The longest a routine line waits in the batch before it is written: short enough for someone
-/// watching the log, long enough that a busy server writes once per hundreds of requests.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-
-/// A batch this large is written at once, without waiting for the interval.
-const FLUSH_BYTES: usize = 64 * 1024;
+/// The most the log thread gathers before it writes: lines logged while it writes one batch
+/// are written together in the next.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// The format of log lines.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -38,132 +35,60 @@ pub(crate) fn install(format: LogFormat) {
             .init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
-    // A panic's message goes straight to stderr: the lines logged before it go first.
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |panic| {
-        if let Ok(mut batch) = BATCH.lines.try_lock() {
-            write_out(&mut batch);
-        }
-        report(panic);
-    }));
 }
 
-/// Batches routine lines (info and below) from now until the guard is dropped, which writes what
-/// is left. Warnings and errors are never held back: each writes the batch before it, then itself.
+/// From now until the guard is dropped, log lines go to stderr through a thread of their own
+/// (`tracing-appender`), which writes all that has queued up at once. Dropping the guard writes
+/// what is still queued (waiting up to a second for it) and sends later lines straight to stderr.
 ///
-/// One `write` per line was a tenth of a served request's CPU, and more when stderr is a pipe to
-/// a log collector, which each write wakes (BENCHMARKS.md). The cost: on `SIGKILL` or a crash
-/// that skips the panic hook, up to [`FLUSH_INTERVAL`] of routine lines is lost.
+/// A `write` per line on the request's thread was a tenth of a served request's CPU, and more
+/// when stderr is a pipe to a log collector, which each write wakes (BENCHMARKS.md). The order of
+/// lines is kept; no line is dropped (a full queue, 128,000 lines, makes the logging thread
+/// wait). What is lost: on `SIGKILL`, the lines still queued; and a panic's message, printed
+/// directly, may come before lines logged just before it.
 pub(crate) fn batch() -> Batching {
-    if !BATCH.on.swap(true, Ordering::AcqRel) {
-        let flusher = std::thread::Builder::new()
-            .name("micros-log".into())
-            .spawn(|| {
-                while BATCH.on.load(Ordering::Acquire) {
-                    // Asleep while there is nothing to write: an idle server stays idle.
-                    drop(
-                        BATCH
-                            .started
-                            .wait_while(BATCH.lock(), |lines| {
-                                lines.is_empty() && BATCH.on.load(Ordering::Acquire)
-                            })
-                            .unwrap_or_else(PoisonError::into_inner),
-                    );
-                    std::thread::sleep(FLUSH_INTERVAL);
-                    write_out(&mut BATCH.lock());
-                }
-            });
-        if let Err(error) = flusher {
-            BATCH.on.store(false, Ordering::Release);
-            tracing::warn!("log lines are written one by one: no thread to batch them ({error})");
-        }
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("micros-log")
+        .finish(io::BufWriter::with_capacity(BATCH_BYTES, io::stderr()));
+    if BATCHED.set(writer).is_err() {
+        return Batching { _queued: None };
     }
-    Batching(())
+    BATCHING.store(true, Ordering::Release);
+    Batching {
+        _queued: Some(guard),
+    }
 }
 
 /// Batching of log lines, on while it lives (see [`batch`]).
-pub(crate) struct Batching(());
+pub(crate) struct Batching {
+    /// Dropped after [`Drop::drop`] has sent new lines straight to stderr: writes what is queued.
+    _queued: Option<WorkerGuard>,
+}
 
 impl Drop for Batching {
     fn drop(&mut self) {
-        BATCH.on.store(false, Ordering::Release);
-        write_out(&mut BATCH.lock());
-        BATCH.started.notify_all();
+        BATCHING.store(false, Ordering::Release);
     }
 }
 
-/// Lines logged and not written yet, and whether lines are batched at all.
-struct Batch {
-    on: AtomicBool,
-    lines: Mutex<Vec<u8>>,
-    /// Signalled when a line goes into an empty batch, and when batching stops.
-    started: Condvar,
-}
+/// The log thread's queue, once [`batch`] has started it.
+static BATCHED: OnceLock<NonBlocking> = OnceLock::new();
 
-impl Batch {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        self.lines.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
+/// Whether lines go to [`BATCHED`] (while a [`Batching`] lives).
+static BATCHING: AtomicBool = AtomicBool::new(false);
 
-static BATCH: Batch = Batch {
-    on: AtomicBool::new(false),
-    lines: Mutex::new(Vec::new()),
-    started: Condvar::new(),
-};
-
-/// Writes the batch to stderr and empties it, written or not: a log that cannot be written must
-/// not grow without end.
-fn write_out(lines: &mut Vec<u8>) {
-    if !lines.is_empty() {
-        let _ = io::stderr().write_all(lines);
-        lines.clear();
-    }
-}
-
-/// Where the subscriber writes: stderr, through the batch while [`batch`] is on.
+/// Where the subscriber writes: stderr, through the log thread while [`batch`] is on.
 struct Stderr;
 
 impl<'a> MakeWriter<'a> for Stderr {
-    type Writer = Line;
+    type Writer = EitherWriter<NonBlocking, io::Stderr>;
 
-    fn make_writer(&'a self) -> Line {
-        Line { urgent: true }
-    }
-
-    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line {
-        Line {
-            urgent: *meta.level() <= Level::WARN,
+    fn make_writer(&'a self) -> Self::Writer {
+        match BATCHED.get() {
+            Some(batched) if BATCHING.load(Ordering::Acquire) => EitherWriter::A(batched.clone()),
+            _ => EitherWriter::B(io::stderr()),
         }
-    }
-}
-
-/// One log line on its way to stderr.
-struct Line {
-    /// A warning or an error: written at once, after the batch.
-    urgent: bool,
-}
-
-impl io::Write for Line {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut lines = BATCH.lock();
-        if !self.urgent && BATCH.on.load(Ordering::Acquire) {
-            if lines.is_empty() {
-                BATCH.started.notify_one();
-            }
-            lines.extend_from_slice(bytes);
-            if lines.len() >= FLUSH_BYTES {
-                write_out(&mut lines);
-            }
-            return Ok(bytes.len());
-        }
-        write_out(&mut lines);
-        io::stderr().write_all(bytes)?;
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
