@@ -17,6 +17,11 @@ const DEFAULT_FILTER: &str = "info";
 /// are written together in the next.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// The most lines queued for the log thread; a logging thread waits while the queue is full. The
+/// queue's slots are allocated up front: `tracing-appender`'s default of 128,000 took 4 MiB of the
+/// idle server's memory, and a busy server queues only a few dozen at a time.
+const QUEUED_LINES: usize = 4096;
+
 /// The format of log lines.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub(crate) enum LogFormat {
@@ -43,12 +48,13 @@ pub(crate) fn install(format: LogFormat) {
 ///
 /// A `write` per line on the request's thread was a tenth of a served request's CPU, and more
 /// when stderr is a pipe to a log collector, which each write wakes (BENCHMARKS.md). The order of
-/// lines is kept; no line is dropped (a full queue, 128,000 lines, makes the logging thread
-/// wait). What is lost: on `SIGKILL`, the lines still queued; and a panic's message, printed
-/// directly, may come before lines logged just before it.
+/// lines is kept; no line is dropped (a full queue makes the logging thread wait). What is lost:
+/// on `SIGKILL`, the lines still queued; and a panic's message, printed directly, may come before
+/// lines logged just before it.
 pub(crate) fn batch() -> Batching {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
         .thread_name("micros-log")
         .finish(io::BufWriter::with_capacity(BATCH_BYTES, io::stderr()));
     if BATCHED.set(writer).is_err() {
