@@ -305,6 +305,53 @@ async fn batched_log_lines_keep_their_order_and_sigterm_writes_them_all() {
     );
 }
 
+/// The log's reader going away (a collector restarted, `micros up 2>&1 | head`) takes no request
+/// with it: the lines that cannot be written are dropped, at load and while serving, and every
+/// request is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_are_answered_after_the_log_reader_goes_away() {
+    let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
+    let mut child = Command::new(MICROS)
+        .args(["up", dir.path().to_str().unwrap(), "--no-auth"])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start micros");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("micros listening on http://")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .parse()
+        .unwrap();
+    // Gone before the app has loaded: every line from here on meets a closed pipe.
+    drop(lines);
+    for _ in 0..5 {
+        let reply = get(addr, "/?log").await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "hello from micros\n");
+    }
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
 /// An execution still writing its body after the head runs on a task of its own, and what it
 /// logs there is still in its request's span.
 #[tokio::test(flavor = "multi_thread")]

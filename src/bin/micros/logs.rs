@@ -33,7 +33,10 @@ pub(crate) enum LogFormat {
 pub(crate) fn install(format: LogFormat) {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter(std::env::var("RUST_LOG").ok().as_deref()))
-        .with_writer(Stderr);
+        .with_writer(Stderr)
+        // A line that cannot be written (the log's reader went away) is dropped. Reported, it
+        // would be printed to that same stderr, which panics: a request would fail with it.
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
