@@ -35,8 +35,12 @@ pub(crate) async fn up_private(args: &[&str]) -> Up {
     up_logging(args, "info").await
 }
 
-/// `micros up` with these arguments and `RUST_LOG=rust_log`.
-async fn up_logging(args: &[&str], rust_log: &str) -> Up {
+/// The rest of a child's stderr, line by line.
+type StderrLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
+
+/// Starts `micros up` with these arguments and `RUST_LOG=rust_log`: the process, its address
+/// (read from the first line of its stderr) and the rest of its stderr.
+async fn start(args: &[&str], rust_log: &str) -> (Child, std::net::SocketAddr, StderrLines) {
     let mut child = Command::new(MICROS)
         .arg("up")
         .args(args)
@@ -56,7 +60,12 @@ async fn up_logging(args: &[&str], rust_log: &str) -> Up {
     let addr = first
         .strip_prefix("micros listening on http://")
         .unwrap_or_else(|| panic!("first line: {first}"));
-    let addr = addr.parse().unwrap();
+    (child, addr.parse().unwrap(), lines)
+}
+
+/// `micros up` with these arguments and `RUST_LOG=rust_log`.
+async fn up_logging(args: &[&str], rust_log: &str) -> Up {
+    let (child, addr, mut lines) = start(args, rust_log).await;
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let sink = stderr.clone();
     let reader = tokio::spawn(async move {
@@ -182,19 +191,24 @@ pub(crate) async fn terminate(up: Up) -> std::process::ExitStatus {
     stop(up).await.0
 }
 
-/// Stops `micros up` with SIGTERM; its exit status and all it wrote to stderr.
-async fn stop(mut up: Up) -> (std::process::ExitStatus, String) {
-    let pid = up.child.id().unwrap().to_string();
+/// Sends SIGTERM to `child`; its exit status.
+async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().unwrap().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .await
         .unwrap();
     assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), up.child.wait())
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
+
+/// Stops `micros up` with SIGTERM; its exit status and all it wrote to stderr.
+async fn stop(mut up: Up) -> (std::process::ExitStatus, String) {
+    let status = sigterm(&mut up.child).await;
     tokio::time::timeout(Duration::from_secs(30), up.reader)
         .await
         .unwrap()
@@ -311,26 +325,8 @@ async fn batched_log_lines_keep_their_order_and_sigterm_writes_them_all() {
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_are_answered_after_the_log_reader_goes_away() {
     let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
-    let mut child = Command::new(MICROS)
-        .args(["up", dir.path().to_str().unwrap(), "--no-auth"])
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start micros");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr: std::net::SocketAddr = first
-        .strip_prefix("micros listening on http://")
-        .unwrap_or_else(|| panic!("first line: {first}"))
-        .parse()
-        .unwrap();
+    let args = [dir.path().to_str().unwrap(), "--no-auth"];
+    let (mut child, addr, lines) = start(&args, "info").await;
     // Gone before the app has loaded: every line from here on meets a closed pipe.
     drop(lines);
     for _ in 0..5 {
@@ -338,17 +334,7 @@ async fn requests_are_answered_after_the_log_reader_goes_away() {
         assert_eq!(reply.status, 200);
         assert_eq!(reply.text(), "hello from micros\n");
     }
-    let pid = child.id().unwrap().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = sigterm(&mut child).await;
     assert!(status.success(), "{status}");
 }
 
@@ -818,8 +804,6 @@ async fn outbound_denials_are_logged_with_their_rule() {
     );
 }
 
-/// `--log-format json`: one access line per request with its fields, and `--admin`: the
-/// metrics move as requests are served.
 /// A body of declared length is complete when its last byte is sent (the server reads no
 /// further): logged `ok`, not as a client that went away, and its execution is not stopped.
 #[tokio::test(flavor = "multi_thread")]
@@ -847,6 +831,8 @@ async fn a_declared_length_body_sent_whole_is_logged_ok() {
     assert!(terminate(up).await.success());
 }
 
+/// `--log-format json`: one access line per request with its fields, and `--admin`: the
+/// metrics move as requests are served.
 #[tokio::test(flavor = "multi_thread")]
 async fn access_log_and_metrics() {
     let (dir, _) = write_app(&[
