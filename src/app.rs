@@ -1,14 +1,22 @@
-//! A loaded app: its manifest checked, every Micro compiled and pre-instantiated, ready to serve.
+//! Layer 6, a loaded app: its manifest checked, every Micro compiled and pre-instantiated, ready
+//! to serve, with its data, credentials and action plan.
+
+pub(crate) mod actions;
+pub(crate) mod config;
 
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
-use crate::config::Config;
 use crate::engine::Engine;
-use crate::manifest::Manifest;
 use crate::sandbox::{self, Sandbox, SandboxSpec};
-use crate::state::StateDir;
+use crate::sandbox::{HostPlugin, Plugins};
+use crate::services::data::{Data, Service};
+use crate::services::outbound::LocalHosts;
+use crate::services::sqlite::Sqlite;
+use crate::settings::state::StateDir;
+use crate::spec::manifest::Manifest;
+use config::Config;
 
 /// An app ready to serve: cheap to clone, shared by every connection.
 #[derive(Clone)]
@@ -23,23 +31,23 @@ pub(crate) struct AppInner {
     /// The index of the primary Micro in `micros`.
     pub(crate) primary: usize,
     /// Which Micro each path reaches.
-    pub(crate) router: crate::http::Router,
+    pub(crate) router: crate::spec::routing::Router,
     /// The host name requests without a `Host` header are given.
     pub(crate) hostname: String,
     /// Every action with its effective schedule.
-    pub(crate) actions: Vec<crate::actions::ActionInfo>,
+    pub(crate) actions: Vec<crate::app::actions::ActionInfo>,
     /// The front door's limits.
-    pub(crate) front_door: crate::config::FrontDoor,
+    pub(crate) front_door: crate::settings::limits::FrontDoor,
     /// Whether credentials are checked.
-    pub(crate) auth: crate::auth::AuthMode,
+    pub(crate) auth: crate::services::auth::AuthMode,
     /// The owner token and app keys.
-    pub(crate) credentials: crate::auth::Credentials,
+    pub(crate) credentials: crate::services::auth::Credentials,
     /// Each Micro's access rule, in manifest order.
-    pub(crate) access: Vec<crate::auth::MicroAccess>,
+    pub(crate) access: Vec<crate::services::auth::MicroAccess>,
     /// What the runtime counts.
-    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) metrics: Arc<crate::services::metrics::Metrics>,
     /// The app's Base and Drive, shared by its Micros and its owner.
-    pub(crate) data: Arc<crate::data::Data>,
+    pub(crate) data: Arc<Data>,
     /// What a rebuilt Micro is compiled with ([`App::reload`]): the engine the app's sandboxes
     /// run on, the compile budget and the compile cache.
     pub(crate) compiler: Compiler,
@@ -48,8 +56,48 @@ pub(crate) struct AppInner {
 /// What compiling a Micro's component needs, kept for [`App::reload`].
 pub(crate) struct Compiler {
     engine: Engine,
-    budget: crate::config::CompileBudget,
+    budget: crate::settings::limits::CompileBudget,
     cache: Option<crate::engine::CompileCache>,
+    /// The host interfaces every Micro is linked with.
+    plugins: Plugins,
+}
+
+/// The host interfaces a Micro may import beyond WASI and wasi:http.
+fn plugins() -> Plugins {
+    let sqlite: Arc<dyn HostPlugin> = Arc::new(Sqlite);
+    Arc::from([sqlite])
+}
+
+/// Deta's Base and Drive hosts, answered for a Micro's outbound requests from the app's data.
+#[derive(Debug)]
+struct DataHosts(Arc<Data>);
+
+impl LocalHosts for DataHosts {
+    fn answers(&self, host: &str) -> bool {
+        Service::at_host(host).is_some()
+    }
+
+    fn answer(
+        &self,
+        host: &str,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = http::Response<wasmtime_wasi_http::WasiBody>> + Send>>
+    {
+        use http_body_util::BodyExt as _;
+        let data = Arc::clone(&self.0);
+        let service = Service::at_host(host);
+        Box::pin(async move {
+            let Some(service) = service else {
+                // Not one of its hosts (`answers` said so first): nothing is there.
+                let empty = http_body_util::Empty::new().map_err(|never| match never {});
+                let mut response = http::Response::new(empty.boxed_unsync());
+                *response.status_mut() = http::StatusCode::NOT_FOUND;
+                return response;
+            };
+            let response = data.answer_micro(service, request).await;
+            response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+        })
+    }
 }
 
 impl App {
@@ -58,7 +106,7 @@ impl App {
     pub fn load(manifest: Manifest, config: &Config) -> anyhow::Result<Self> {
         manifest.check_files()?;
         check_env_settings(&manifest, config)?;
-        let actions = crate::actions::resolve(&manifest, &config.actions)?;
+        let actions = crate::app::actions::resolve(&manifest, &config.actions)?;
         let engine = Engine::new(engine_size(config, manifest.micros.len()))?;
         let state = StateDir::open(config.state_dir_for(&manifest))?;
         let names: Vec<&str> = manifest.micros.iter().map(|m| m.name.as_str()).collect();
@@ -73,13 +121,14 @@ impl App {
             .iter()
             .map(|name| keys.project_key(name).context("a Micro has no key"))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let data = Arc::new(crate::data::Data::open(
+        let plugins = plugins();
+        let data = Arc::new(Data::open(
             &state,
             keys.project_id.clone(),
             project_keys,
             config.limits.data_bytes,
         )?);
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics = Arc::new(crate::services::metrics::Metrics::new());
         let mut micros = Vec::with_capacity(manifest.micros.len());
         for micro in &manifest.micros {
             let name = micro.name.as_str();
@@ -89,6 +138,7 @@ impl App {
                 &micro.component_path(&manifest),
                 &config.compile,
                 cache.as_ref(),
+                &plugins,
             )?;
             let mut env = vec![
                 (
@@ -133,12 +183,15 @@ impl App {
                     .with_context(|| format!("micro `{name}`: cannot open its `src`"))?,
                 tmp: state.tmp(name, config.keep_tmp)?,
                 limits: config.limits.clone(),
-                outbound: crate::outbound::OutboundPolicy::new(
-                    &config.outbound,
-                    micro.allowed_outbound_hosts.clone(),
-                )
-                .count_denials_in(metrics.breach_counter("outbound"))
-                .serve_data(Arc::clone(&data)),
+                outbound: Arc::new(Arc::new(
+                    crate::services::outbound::OutboundPolicy::new(
+                        &config.outbound,
+                        micro.allowed_outbound_hosts.clone(),
+                    )
+                    .count_denials_in(metrics.breach_counter("outbound"))
+                    .answer_locally(Arc::new(DataHosts(Arc::clone(&data)))),
+                )),
+                plugins: Arc::clone(&plugins),
                 tmp_refusals: metrics.breach_counter("tmp"),
             };
             micros.push(Sandbox::new(&engine, pre, spec)?);
@@ -148,13 +201,13 @@ impl App {
             .iter()
             .position(|m| m.is_primary())
             .context("the app has no primary Micro")?;
-        let router = crate::http::Router::new(&manifest);
+        let router = crate::spec::routing::Router::new(&manifest);
         let access = manifest
             .micros
             .iter()
-            .map(crate::auth::MicroAccess::new)
+            .map(crate::services::auth::MicroAccess::new)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let credentials = crate::auth::Credentials::open(&state);
+        let credentials = crate::services::auth::Credentials::open(&state);
         tracing::info!(
             app = manifest.app_name.as_deref().unwrap_or(""),
             micros = manifest.micros.len(),
@@ -178,6 +231,7 @@ impl App {
                     engine,
                     budget: config.compile.clone(),
                     cache,
+                    plugins,
                 },
             }),
         })
@@ -203,6 +257,7 @@ impl App {
             &inner.manifest.micros[index].component_path(&inner.manifest),
             &compiler.budget,
             compiler.cache.as_ref(),
+            &compiler.plugins,
         )?;
         inner.micros[index].replace(pre);
         tracing::info!(micro = name, "swapped in the rebuilt component");
@@ -238,6 +293,7 @@ impl App {
         let cache = StateDir::open(config.state_dir_for(manifest))
             .ok()
             .and_then(|state| open_cache(&state));
+        let plugins = plugins();
         for micro in &manifest.micros {
             sandbox::prepare(
                 &engine,
@@ -245,6 +301,7 @@ impl App {
                 &micro.component_path(manifest),
                 &config.compile,
                 cache.as_ref(),
+                &plugins,
             )?;
         }
         Ok(())
@@ -288,7 +345,7 @@ fn engine_size(config: &Config, micros: usize) -> crate::engine::EngineSize {
     let reachable = config
         .front_door
         .max_connections
-        .saturating_add(crate::manifest::MAX_ACTIONS_PER_APP);
+        .saturating_add(crate::spec::manifest::MAX_ACTIONS_PER_APP);
     crate::engine::EngineSize {
         memory: config.limits.memory,
         table_elements: config.limits.max_table_elements,

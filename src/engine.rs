@@ -14,7 +14,7 @@ mod cache;
 
 pub(crate) use cache::CompileCache;
 
-use crate::config::CompileBudget;
+use crate::settings::limits::CompileBudget;
 
 /// How often the engine's epoch advances: the granularity of time limits, and how often a busy
 /// guest yields its thread to other requests. 10 ms keeps the overhead of the check negligible

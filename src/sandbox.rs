@@ -6,8 +6,10 @@ mod filesystem;
 mod limiter;
 mod outcome;
 mod output;
+mod plugin;
 mod quota;
 
+use std::any::Any;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -25,17 +27,16 @@ use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 pub(crate) use body::BodyEnd;
 pub use body::ResponseBody;
 pub use outcome::ExecutionError;
 use outcome::{classify, setup_error};
+pub(crate) use plugin::{ExecutionInfo, HostPlugin, OutgoingHttp, Plugins};
 
-use crate::config::{CompileBudget, Limits};
-use crate::engine::Engine;
-use crate::outbound::{OutboundHooks, OutboundPolicy};
-use crate::sqlite::SqliteCtx;
+use crate::engine::{CompileCache, Engine};
+use crate::settings::limits::{CompileBudget, Limits};
 use filesystem::TmpFiles;
 use limiter::MemoryLimiter;
 use output::GuestOutput;
@@ -48,7 +49,8 @@ pub(crate) fn prepare(
     name: &str,
     path: &Path,
     budget: &CompileBudget,
-    cache: Option<&crate::engine::CompileCache>,
+    cache: Option<&CompileCache>,
+    plugins: &[Arc<dyn HostPlugin>],
 ) -> anyhow::Result<ProxyPre<Host>> {
     let component = engine.compile(name, path, budget, cache)?;
     let mut linker = Linker::<Host>::new(engine.wasmtime());
@@ -58,7 +60,9 @@ pub(crate) fn prepare(
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
         .context("failed to link wasi:http")?;
-    crate::sqlite::add_to_linker(&mut linker).context("failed to link sqlite")?;
+    for plugin in plugins {
+        plugin.add_to_linker(&mut linker)?;
+    }
     if engine.enforces_limits() {
         filesystem::add_to_linker(&mut linker).context("failed to link the /tmp quota")?;
     }
@@ -73,7 +77,8 @@ pub(crate) fn prepare(
     })
 }
 
-/// What a store holds for one execution: WASI, wasi-http, the resource table and the limiter.
+/// What a store holds for one execution: WASI, wasi-http, the resource table, the limiter, and
+/// the state of each plug-in.
 pub(crate) struct Host {
     /// Keeps the epoch ticker running while this store exists: a guest spinning in wasm is only
     /// stopped by the ticker, so it must outlive every store, even one outliving its app.
@@ -83,8 +88,8 @@ pub(crate) struct Host {
     http: WasiHttpCtx,
     limiter: MemoryLimiter,
     tmp: TmpFiles,
-    outbound: OutboundHooks,
-    sqlite: SqliteCtx,
+    outbound: Box<dyn WasiHttpHooks + Send>,
+    plugins: Vec<Box<dyn Any + Send>>,
 }
 
 impl Host {
@@ -93,9 +98,17 @@ impl Host {
         &mut self.table
     }
 
-    /// What the execution's SQLite calls need.
-    pub(crate) fn sqlite(&mut self) -> &mut SqliteCtx {
-        &mut self.sqlite
+    /// The state a plug-in made for this execution ([`HostPlugin::new_state`]).
+    pub(crate) fn plugin<T: Any>(&mut self) -> wasmtime::Result<&mut T> {
+        self.plugins
+            .iter_mut()
+            .find_map(|state| state.downcast_mut::<T>())
+            .ok_or_else(|| {
+                wasmtime::format_err!(
+                    "no plug-in state `{}` in this store",
+                    std::any::type_name::<T>()
+                )
+            })
     }
 }
 
@@ -113,7 +126,7 @@ impl WasiHttpView for Host {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.outbound,
+            hooks: &mut *self.outbound,
         }
     }
 }
@@ -136,8 +149,10 @@ pub(crate) struct Sandbox {
     /// The Micro's `src`, canonical (`App::load` resolves it): where its SQLite databases may
     /// be opened.
     root: Arc<Path>,
-    /// Where this Micro's outbound HTTP may go.
-    outbound: Arc<OutboundPolicy>,
+    /// Where this Micro's outbound HTTP goes.
+    outbound: Arc<dyn OutgoingHttp>,
+    /// The host interfaces beyond WASI and wasi:http.
+    plugins: Plugins,
     /// The books of `tmp`, shared by every execution of this Micro.
     tmp_quota: Arc<TmpQuota>,
     limits: Limits,
@@ -153,7 +168,10 @@ pub(crate) struct SandboxSpec {
     pub root: PathBuf,
     pub tmp: PathBuf,
     pub limits: Limits,
-    pub outbound: OutboundPolicy,
+    /// Where its outbound HTTP goes.
+    pub outbound: Arc<dyn OutgoingHttp>,
+    /// The host interfaces it was linked with ([`prepare`]).
+    pub plugins: Plugins,
     /// Where writes refused at the `/tmp` limits are counted.
     pub tmp_refusals: prometheus_client::metrics::counter::Counter,
 }
@@ -178,7 +196,8 @@ impl Sandbox {
             env: spec.env,
             preopens,
             tmp_quota: Arc::new(tmp_quota),
-            outbound: Arc::new(spec.outbound),
+            outbound: spec.outbound,
+            plugins: spec.plugins,
             in_flight: Arc::new(Semaphore::new(spec.limits.max_in_flight)),
             limits: spec.limits,
         })
@@ -232,11 +251,17 @@ impl Sandbox {
             http: WasiHttpCtx::new(),
             limiter: MemoryLimiter::new(&self.limits),
             tmp: TmpFiles::new(Arc::clone(&self.tmp_quota)),
-            outbound: OutboundHooks::new(Arc::clone(&self.outbound)),
-            sqlite: SqliteCtx::new(
-                Arc::clone(&self.root),
-                self.engine.enforces_limits().then_some(deadline),
-            ),
+            outbound: self.outbound.hooks(),
+            plugins: {
+                let execution = ExecutionInfo {
+                    root: &self.root,
+                    deadline: self.engine.enforces_limits().then_some(deadline),
+                };
+                self.plugins
+                    .iter()
+                    .map(|plugin| plugin.new_state(&execution))
+                    .collect()
+            },
         };
         let mut store = Store::new(self.engine.wasmtime(), host);
         if !self.engine.enforces_limits() {

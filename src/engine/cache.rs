@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::Component;
 
-use crate::state::StateDir;
+use crate::settings::state::StateDir;
 
 /// The cache's folder inside the state folder.
 pub(crate) const CACHE_DIR: &str = "cache";
@@ -46,8 +46,11 @@ impl CompileCache {
             Ok(key) if key.len() == KEY_LEN => key,
             Ok(_) | Err(_) => {
                 // A new key: every artifact sealed with the old one is compiled again.
-                let key = crate::state::random_string(KEY_LEN, crate::state::ALPHANUMERIC);
-                crate::state::write_private(&key_path, &key)?;
+                let key = crate::settings::state::random_string(
+                    KEY_LEN,
+                    crate::settings::state::ALPHANUMERIC,
+                );
+                crate::settings::state::write_private(&key_path, &key)?;
                 key.into_bytes()
             }
         };
@@ -221,7 +224,7 @@ mod tests {
 
     fn engine() -> Engine {
         Engine::new(EngineSize {
-            memory: crate::config::DEFAULT_MEMORY_LIMIT,
+            memory: crate::settings::limits::DEFAULT_MEMORY_LIMIT,
             table_elements: 1000,
             max_memories: 1,
             max_tables: 1,
@@ -248,7 +251,7 @@ mod tests {
         let cache = CompileCache::open(&StateDir::open(dir.path()).unwrap()).unwrap();
         let engine = engine();
         let hello = Path::new(micros_guests::HELLO);
-        let budget = crate::config::CompileBudget::default();
+        let budget = crate::settings::limits::CompileBudget::default();
         let component = engine.compile("web", hello, &budget, Some(&cache)).unwrap();
         let file = cache.path(engine.wasmtime(), &std::fs::read(hello).unwrap());
         assert!(

@@ -1,7 +1,7 @@
 //! What one execution's store may allocate: linear memory (all memories summed), table elements
 //! (all tables summed), and how many instances, memories and tables it may create.
 
-use crate::config::Limits;
+use crate::settings::limits::Limits;
 
 /// Caps a store's allocations. wasmtime's `StoreLimits` caps each memory on its own, which a
 /// component with several memories could use to exceed the total; this sums them.

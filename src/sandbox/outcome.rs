@@ -3,7 +3,7 @@
 use wasmtime::Trap;
 use wasmtime::component::ResourceTableError;
 
-use crate::config::Limits;
+use crate::settings::limits::Limits;
 
 /// Why an execution did not produce a complete response. [`ExecutionError::status`] maps each
 /// to an HTTP status.

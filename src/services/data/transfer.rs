@@ -1,0 +1,224 @@
+//! `micros data export` and `import`: all of an app's Base items and Drive files to and from a
+//! folder, so that users can back up their data and move it between machines.
+//!
+//! The folder holds `base/{base}.jsonl` (one item per line, as stored) and, per drive,
+//! `drive/{drive}/index.jsonl` (one `{"name", "content_type", "file"}` per file) beside the files
+//! themselves, each named by the SHA-256 of its name (a Drive name may hold anything, `..` and
+//! 1,024 bytes included, which no file system takes as a path).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, Write as _};
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use super::DATA_FILE;
+use super::store::SqliteStore;
+
+/// What an export or an import moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Moved {
+    /// Base items.
+    pub items: u64,
+    /// Drive files.
+    pub files: u64,
+}
+
+fn file_name(name: &str) -> String {
+    sha2::Sha256::digest(name.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes every item and file of the app whose state folder is `state` to the new folder `to`
+/// (which must not exist), as one consistent snapshot: a running app may go on writing.
+pub fn export(state: &crate::settings::state::StateDir, to: &Path) -> anyhow::Result<Moved> {
+    if to.exists() {
+        bail!(
+            "`{}` already exists: export into a new folder, so that nothing is overwritten",
+            to.display()
+        );
+    }
+    let store = SqliteStore::open(&state.path().join(DATA_FILE))?;
+    let mut connection = store.lock();
+    // One read transaction: the export is a snapshot, whatever is written meanwhile.
+    let tx = connection.transaction()?;
+    // Written beside the target and renamed at the end: a failed export leaves no half folder.
+    let partial = to.with_extension("partial");
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial)
+            .with_context(|| format!("failed to remove `{}`", partial.display()))?;
+    }
+    let mut moved = Moved::default();
+    std::fs::create_dir_all(partial.join("base"))
+        .with_context(|| format!("failed to create `{}`", partial.display()))?;
+    {
+        let mut statement = tx.prepare("SELECT base, item FROM items ORDER BY base, key")?;
+        let mut rows = statement.query([])?;
+        let mut open: Option<(String, std::io::BufWriter<std::fs::File>)> = None;
+        while let Some(row) = rows.next()? {
+            let base: String = row.get(0)?;
+            let item: String = row.get(1)?;
+            if open.as_ref().is_none_or(|(name, _)| *name != base) {
+                if let Some((_, mut writer)) = open.take() {
+                    writer.flush()?;
+                }
+                let path = partial.join("base").join(format!("{base}.jsonl"));
+                let file = std::fs::File::create(&path)
+                    .with_context(|| format!("failed to create `{}`", path.display()))?;
+                open = Some((base, std::io::BufWriter::new(file)));
+            }
+            if let Some((_, writer)) = open.as_mut() {
+                writeln!(writer, "{item}")?;
+            }
+            moved.items += 1;
+        }
+        if let Some((_, mut writer)) = open.take() {
+            writer.flush()?;
+        }
+    }
+    {
+        let mut statement =
+            tx.prepare("SELECT drive, name, content_type, data FROM files ORDER BY drive, name")?;
+        let mut rows = statement.query([])?;
+        let mut indexes: BTreeMap<String, std::io::BufWriter<std::fs::File>> = BTreeMap::new();
+        while let Some(row) = rows.next()? {
+            let drive: String = row.get(0)?;
+            let name: String = row.get(1)?;
+            let content_type: String = row.get(2)?;
+            let folder = partial.join("drive").join(&drive);
+            if !indexes.contains_key(&drive) {
+                std::fs::create_dir_all(&folder)
+                    .with_context(|| format!("failed to create `{}`", folder.display()))?;
+                let index = std::fs::File::create(folder.join("index.jsonl"))?;
+                indexes.insert(drive.clone(), std::io::BufWriter::new(index));
+            }
+            let file = file_name(&name);
+            std::fs::write(folder.join(&file), row.get_ref(3)?.as_blob()?)
+                .with_context(|| format!("failed to write `{name}` of drive `{drive}`"))?;
+            if let Some(index) = indexes.get_mut(&drive) {
+                writeln!(
+                    index,
+                    "{}",
+                    json!({ "name": name, "content_type": content_type, "file": file })
+                )?;
+            }
+            moved.files += 1;
+        }
+        for (_, mut index) in indexes {
+            index.flush()?;
+        }
+    }
+    tx.finish()?;
+    std::fs::rename(&partial, to)
+        .with_context(|| format!("failed to move the export to `{}`", to.display()))?;
+    Ok(moved)
+}
+
+/// Reads a folder written by [`export`] into the app whose state folder is `state`, all of it
+/// in one transaction: items and files of the same key or name are replaced, nothing else is
+/// touched, and a folder with a bad line or a missing file changes nothing.
+pub fn import(state: &crate::settings::state::StateDir, from: &Path) -> anyhow::Result<Moved> {
+    if !from.join("base").is_dir() && !from.join("drive").is_dir() {
+        bail!(
+            "`{}` is not an export: it has neither `base/` nor `drive/`",
+            from.display()
+        );
+    }
+    let store = SqliteStore::open(&state.path().join(DATA_FILE))?;
+    let mut connection = store.lock();
+    let tx = connection.transaction()?;
+    let mut moved = Moved::default();
+    for (base, path) in entries(&from.join("base"), "jsonl")? {
+        if !super::is_name(&base) {
+            bail!("`{}`: `{base}` is not a base name", path.display());
+        }
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("failed to open `{}`", path.display()))?;
+        for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let at = || format!("`{}` line {}", path.display(), number + 1);
+            let line = line.with_context(at)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let item: serde_json::Map<String, Value> = serde_json::from_str(&line)
+                .with_context(|| format!("{}: not a JSON object", at()))?;
+            if !item.get("key").is_some_and(Value::is_string) {
+                bail!("{}: the item has no string `key`", at());
+            }
+            super::store::write(&tx, &base, &item)?;
+            moved.items += 1;
+        }
+    }
+    let drives = from.join("drive");
+    let folders = if drives.is_dir() {
+        let mut folders: Vec<_> = std::fs::read_dir(&drives)?
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().is_dir())
+            .collect();
+        folders.sort_by_key(std::fs::DirEntry::file_name);
+        folders
+    } else {
+        Vec::new()
+    };
+    for folder in folders {
+        let drive = folder.file_name().to_string_lossy().into_owned();
+        if !super::is_name(&drive) {
+            bail!(
+                "`{}`: `{drive}` is not a drive name",
+                folder.path().display()
+            );
+        }
+        let index = folder.path().join("index.jsonl");
+        let lines = std::fs::File::open(&index)
+            .with_context(|| format!("failed to open `{}`", index.display()))?;
+        for (number, line) in std::io::BufReader::new(lines).lines().enumerate() {
+            let at = || format!("`{}` line {}", index.display(), number + 1);
+            let line = line.with_context(at)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let entry: Value = serde_json::from_str(&line).with_context(at)?;
+            let field = |name: &str| {
+                entry
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .with_context(|| format!("{}: no `{name}`", at()))
+            };
+            let (name, content_type, file) =
+                (field("name")?, field("content_type")?, field("file")?);
+            if file != file_name(&name) {
+                bail!("{}: `file` is not the SHA-256 of `name`", at());
+            }
+            let data = std::fs::read(folder.path().join(&file))
+                .with_context(|| format!("{}: the file `{file}` is missing", at()))?;
+            super::files::write_file(&tx, &drive, &name, &content_type, &data)?;
+            moved.files += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(moved)
+}
+
+/// The files of `folder` ending in `.{extension}`, by stem, in order.
+fn entries(folder: &Path, extension: &str) -> anyhow::Result<Vec<(String, std::path::PathBuf)>> {
+    if !folder.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut found: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(folder)
+        .with_context(|| format!("failed to read `{}`", folder.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == extension))
+        .filter_map(|path| {
+            let stem = path.file_stem()?.to_string_lossy().into_owned();
+            Some((stem, path))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
