@@ -3,7 +3,9 @@
 mod access;
 mod admin;
 mod body;
+mod conformance;
 mod forwarded;
+mod linger;
 mod server;
 
 use std::sync::Arc;

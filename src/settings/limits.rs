@@ -59,6 +59,15 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; further clients wait in the listen queue until one closes.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// After an answer that leaves request bytes unread (an early 413, 401, 431...), how long the
+/// server goes on reading and discarding what the client still sends before it closes: a client
+/// that writes its whole request before it reads (Python's `http.client`, `requests`) then reads
+/// the answer instead of a reset. As nginx's `lingering_timeout` and `lingering_time` do; 5 s is
+/// ample for the rest of a 5.5 MiB body on a slow link, and the connection's slot is held meanwhile.
+pub const DEFAULT_LINGER_TIME: Duration = Duration::from_secs(5);
+/// Bytes read and discarded while lingering, at most: about three times the largest request body
+/// Space accepted, so a client sending a body over the limit is drained, and no more.
+pub const DEFAULT_LINGER_BYTES: u64 = 16 * 1024 * 1024;
 /// Bytes of request line and headers accepted (431 past it). Half of the guest's own 128 KiB
 /// field limit, so no header the front door lets in can trap a guest.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -139,6 +148,11 @@ pub struct FrontDoor {
     pub body_read_timeout: Duration,
     /// Connections served at once; further clients wait until one closes.
     pub max_connections: usize,
+    /// Time spent reading and discarding a client's unread bytes after an early answer, before
+    /// the connection closes ([`DEFAULT_LINGER_TIME`]).
+    pub linger_time: Duration,
+    /// Bytes read and discarded after an early answer, at most ([`DEFAULT_LINGER_BYTES`]).
+    pub linger_bytes: u64,
     /// Proxies whose `X-Forwarded-For` and `Forwarded` are extended rather than replaced.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -151,6 +165,8 @@ impl Default for FrontDoor {
             max_headers: DEFAULT_MAX_HEADERS,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            linger_time: DEFAULT_LINGER_TIME,
+            linger_bytes: DEFAULT_LINGER_BYTES,
             trusted_proxies: Vec::new(),
         }
     }

@@ -73,6 +73,13 @@ pub(crate) struct FrontDoorArgs {
     /// Connections served at once; further clients wait until one closes.
     #[arg(long, value_name = "N", default_value_t = micros::config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// After an early answer (413, 401, 431...), time spent reading and discarding what the client
+    /// still sends before closing, so that it reads the answer instead of a reset.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = micros::config::parse_duration)]
+    linger_time: Duration,
+    /// Bytes read and discarded after an early answer, at most.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = micros::config::parse_bytes)]
+    linger_bytes: u64,
     /// A proxy (network or address) whose X-Forwarded-For and Forwarded headers are trusted and
     /// extended; from anyone else they are replaced. Repeatable.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = micros::config::parse_net)]
@@ -87,6 +94,8 @@ impl From<FrontDoorArgs> for micros::FrontDoor {
             max_headers: args.max_headers,
             body_read_timeout: args.body_read_timeout,
             max_connections: args.max_connections,
+            linger_time: args.linger_time,
+            linger_bytes: args.linger_bytes,
             trusted_proxies: args.trusted_proxies,
         }
     }

@@ -1,8 +1,9 @@
-//! The request body's own guard: a client that stops sending mid-body is cut off.
+//! The request body's guards: a client that stops sending mid-body is cut off, and a connection
+//! knows whether its request still has bytes unread.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -63,6 +64,53 @@ where
                 Poll::Pending => Poll::Pending,
             },
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that tells its connection whether bytes of it are still unread: the flag is
+/// set when the request starts (unless it has no body) and cleared once the body has ended. An
+/// answer given while it is set leaves the client still sending, and the connection is closed
+/// with a lingering close.
+pub(crate) struct WatchedBody<B> {
+    inner: B,
+    unread: Arc<AtomicBool>,
+}
+
+impl<B: Body> WatchedBody<B> {
+    /// Watches `inner` for the connection whose flag is `unread`.
+    pub(crate) fn new(inner: B, unread: &Arc<AtomicBool>) -> Self {
+        unread.store(!inner.is_end_stream(), Ordering::Relaxed);
+        Self {
+            inner,
+            unread: Arc::clone(unread),
+        }
+    }
+}
+
+impl<B> Body for WatchedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.unread.store(false, Ordering::Relaxed);
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

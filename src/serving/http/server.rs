@@ -3,8 +3,11 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+use http::{Request, Response};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -12,7 +15,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
 
+use super::body::WatchedBody;
+use super::conformance::{self, Refusal};
+use super::linger::Linger;
 use crate::app::App;
+use crate::sandbox::ResponseBody;
 use crate::serving::actions::SystemClock;
 
 /// Aborts a task when dropped.
@@ -100,18 +107,57 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         send_without_delay(&stream, peer);
-        let app = app.clone();
-        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        let linger = Linger::new(&stream, front_door.linger_time, front_door.linger_bytes);
+        // Whether the request being answered still has body bytes on the way.
+        let unread = Arc::new(AtomicBool::new(false));
+        let service = {
             let app = app.clone();
-            request.extensions_mut().insert(super::ClientAddr(peer));
-            async move { Ok::<_, Infallible>(app.handle(request).await) }
-        });
+            let unread = Arc::clone(&unread);
+            service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                let (mut parts, body) = request.into_parts();
+                let body = WatchedBody::new(body, &unread);
+                let unread = Arc::clone(&unread);
+                parts.extensions.insert(super::ClientAddr(peer));
+                let refusal = conformance::check(parts.version, &parts.headers);
+                let request = Request::from_parts(parts, body);
+                async move {
+                    let mut response = match refusal {
+                        Some(refusal) => refused(refusal),
+                        None => app.handle(request).await,
+                    };
+                    // An error answered before the body was read: the client is still sending,
+                    // so the connection ends after this answer, with a lingering close.
+                    let status = response.status();
+                    if unread.load(Ordering::Relaxed)
+                        && (status.is_client_error() || status.is_server_error())
+                    {
+                        response
+                            .headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         let span = tracing::debug_span!("connection", %peer);
         tokio::spawn(
             async move {
-                if let Err(error) = connection.await {
+                let ended = connection.await;
+                if let Err(error) = &ended {
                     tracing::debug!("connection ended with an error: {error}");
+                }
+                // After a request hyper refused (400, 431: answered, the rest unread) or an answer
+                // given before the body was read, the client may still be sending. A header
+                // timeout answers nothing, so there is nothing to wait for.
+                let unread = match &ended {
+                    Err(error) => !error.is_timeout(),
+                    Ok(()) => unread.load(Ordering::Relaxed),
+                };
+                if let Some(linger) = linger {
+                    // Boxed: a connection that does not linger does not carry its state.
+                    Box::pin(linger.close(unread)).await;
                 }
                 drop(permit);
             }
@@ -141,6 +187,26 @@ pub async fn serve(
         Err(_) => tracing::warn!("shutdown: some requests or actions did not finish in time"),
     }
     Ok(())
+}
+
+/// The answer to a request refused at the front door: its status, one line of text, and the end
+/// of the connection.
+fn refused(refusal: Refusal) -> Response<ResponseBody> {
+    tracing::info!(
+        status = refusal.status.as_u16(),
+        error.type = "front_door",
+        "request refused at the front door: {}",
+        refusal.message
+    );
+    let mut response = Response::new(ResponseBody::full(format!("micros: {}\n", refusal.message)));
+    *response.status_mut() = refusal.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 #[cfg(test)]
