@@ -33,6 +33,13 @@ UNITS = [
     "serving::actions",
     "serving::http",
     "serving::watch",
+    "server::bundle",
+    "server::registry",
+    "server::hosts",
+    "server::config",
+    "server::space",
+    "server::api",
+    "server",
 ]
 # The files that only declare a layer's modules.
 LAYER_ROOTS = {"spec", "settings", "services", "serving"}

@@ -104,10 +104,19 @@ impl App {
     /// Loads an app: checks the manifest's files, prepares the state folder (keys, fresh `/tmp`
     /// folders), compiles every component and pre-instantiates it.
     pub fn load(manifest: Manifest, config: &Config) -> anyhow::Result<Self> {
+        let engine = Engine::new(engine_size(config, manifest.micros.len()))?;
+        Self::load_on(manifest, config, engine)
+    }
+
+    /// [`App::load`] on an engine shared with other apps (a server's: see [`shared_engine`]).
+    pub(crate) fn load_on(
+        manifest: Manifest,
+        config: &Config,
+        engine: Engine,
+    ) -> anyhow::Result<Self> {
         manifest.check_files()?;
         check_env_settings(&manifest, config)?;
         let actions = crate::app::actions::resolve(&manifest, &config.actions)?;
-        let engine = Engine::new(engine_size(config, manifest.micros.len()))?;
         let state = StateDir::open(config.state_dir_for(&manifest))?;
         let names: Vec<&str> = manifest.micros.iter().map(|m| m.name.as_str()).collect();
         let keys = state.keys(&names)?;
@@ -356,6 +365,16 @@ fn engine_size(config: &Config, micros: usize) -> crate::engine::EngineSize {
             .then(|| u32::try_from(allowed.min(reachable)).unwrap_or(u32::MAX)),
         enforce_limits: config.enforces_limits(),
     }
+}
+
+/// An engine for many apps at once, all under `config`'s limits: its pool holds as many
+/// executions as the front door lets in (one per connection) plus `actions` scheduled runs.
+pub(crate) fn shared_engine(config: &Config, actions: usize) -> anyhow::Result<Engine> {
+    let mut size = engine_size(config, 1);
+    size.pooled_executions = config.pooling.then(|| {
+        u32::try_from(config.front_door.max_connections.saturating_add(actions)).unwrap_or(u32::MAX)
+    });
+    Engine::new(size)
 }
 
 /// Every `--env` must name a preset that a Micro declares.

@@ -26,6 +26,8 @@
 //! 6. `app`: a loaded [`App`], its [`Config`] and its action plan.
 //! 7. `serving`: the status table, the action scheduler, the HTTP front door ([`serve`]) and
 //!    [`watch`].
+//! 8. `server`: many apps at their own host names, deployed to through the admin API
+//!    ([`server::Server`]).
 //!
 //! The binary (`src/bin/micros`) is a thin command line over this library.
 #![deny(missing_docs)]
@@ -33,6 +35,7 @@
 mod app;
 mod engine;
 mod sandbox;
+pub mod server;
 mod services;
 mod serving;
 mod settings;

@@ -87,9 +87,15 @@ impl ResponseBody {
         }
     }
 
-    /// Calls `f` once when the body has ended or is dropped.
+    /// Calls `f` once when the body has ended or is dropped, after whatever was given before.
     pub(crate) fn on_end(mut self, f: impl FnOnce(BodyEnd) + Send + Sync + 'static) -> Self {
-        self.on_end = Some(Box::new(f));
+        self.on_end = Some(match self.on_end.take() {
+            None => Box::new(f),
+            Some(before) => Box::new(move |end| {
+                before(end);
+                f(end);
+            }),
+        });
         self
     }
 }

@@ -26,6 +26,7 @@ pub use access::ACCESS_TARGET;
 pub use admin::{METRICS_PATH, serve_admin};
 pub use forwarded::ClientAddr;
 pub use server::serve;
+pub(crate) use server::{FrontDoorRequest, Handler, SHUTDOWN_GRACE, accept};
 
 use crate::app::App;
 use crate::sandbox::{ExecutionError, ResponseBody};

@@ -15,6 +15,7 @@ mod limits;
 mod manifest;
 mod outbound;
 mod refusals;
+mod server;
 mod serving;
 mod smuggling;
 mod sqlite;

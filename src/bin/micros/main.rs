@@ -11,6 +11,7 @@ use micros::{ActionOverride, App, Config, EnvSetting, Manifest};
 mod commands;
 mod flags;
 mod logs;
+mod remote;
 
 use flags::{CompileArgs, FrontDoorArgs, LimitArgs, OutboundArgs};
 use logs::LogFormat;
@@ -103,6 +104,64 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+    /// Host many apps, each at `<app>.<domain>`, deployed to with `micros push`.
+    Server(Box<ServerCommand>),
+    /// Keep a deploy token for a server (checked with it first); read from stdin unless given.
+    Login {
+        /// The server, e.g. `http://localhost:4200`.
+        url: String,
+        /// The token (default: read from stdin, so that it stays out of the shell's history).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Build the app, pack it and deploy it to the server: checked and compiled there, then
+    /// swapped in (requests in flight finish on the old release).
+    Push {
+        /// An app folder holding `Spacefile.toml`, or the file itself.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// The app's name on the server (default: the manifest's `app_name`).
+        #[arg(long)]
+        app: Option<String>,
+        /// Do not run the build `commands` first.
+        #[arg(long)]
+        no_build: bool,
+        #[command(flatten)]
+        server: remote::ServerArg,
+    },
+    /// List your apps on the server (every app, for the operator), or delete one.
+    Apps {
+        #[command(subcommand)]
+        command: Option<remote::AppsCommand>,
+        #[command(flatten)]
+        server: remote::ServerArg,
+    },
+    /// List an app's releases on the server, newest first.
+    Releases {
+        /// The app's name.
+        app: String,
+        #[command(flatten)]
+        server: remote::ServerArg,
+    },
+    /// Serve an earlier release again (default: the one before the current).
+    Rollback {
+        /// The app's name.
+        app: String,
+        /// The release's number (`micros releases APP`).
+        release: Option<u64>,
+        #[command(flatten)]
+        server: remote::ServerArg,
+    },
+    /// Manage the server's users (operator only).
+    Users {
+        #[command(subcommand)]
+        command: remote::UsersCommand,
+    },
+    /// Serve an app at host names of your own.
+    Domains {
+        #[command(subcommand)]
+        command: remote::DomainsCommand,
     },
     /// List every scheduled action: Micro, id, schedule, next run (UTC).
     Actions {
@@ -224,6 +283,34 @@ struct Trigger {
 }
 
 #[derive(Args)]
+struct ServerCommand {
+    /// Where the server keeps everything (default: `$XDG_DATA_HOME/micros`, else
+    /// `~/.local/share/micros`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = micros::config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Apps are served at `<app>.<domain>`, the admin API at the domain itself.
+    #[arg(long, default_value = micros::server::DEFAULT_DOMAIN)]
+    domain: String,
+    /// Executions one app may have in flight at once, all its Micros together.
+    #[arg(long, value_name = "N", default_value_t = micros::server::DEFAULT_APP_MAX_IN_FLIGHT)]
+    app_max_in_flight: usize,
+    /// Releases kept per app.
+    #[arg(long, value_name = "N", default_value_t = micros::server::DEFAULT_KEEP_RELEASES)]
+    keep_releases: usize,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    front_door: FrontDoorArgs,
+    #[command(flatten)]
+    compile: CompileArgs,
+    #[command(flatten)]
+    outbound: OutboundArgs,
+}
+
+#[derive(Args)]
 struct Up {
     /// An app folder holding `Spacefile.toml`, or the file itself.
     #[arg(default_value = ".")]
@@ -328,6 +415,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Build { path } => micros::build(&Manifest::load(&path)?).await,
         Command::Up(up) => serve(*up).await,
+        Command::Server(server) => host(*server).await,
+        Command::Login { url, token } => remote::login(&url, token).await,
+        Command::Push {
+            path,
+            app,
+            no_build,
+            server,
+        } => remote::push(&path, app, !no_build, &server).await,
+        Command::Apps { command, server } => match command {
+            None => remote::apps(&server).await,
+            Some(command) => remote::apps_command(command).await,
+        },
+        Command::Releases { app, server } => remote::releases(&app, &server).await,
+        Command::Rollback {
+            app,
+            release,
+            server,
+        } => remote::rollback(&app, release, &server).await,
+        Command::Users { command } => remote::users(command).await,
+        Command::Domains { command } => remote::domains(command).await,
         Command::Trigger(trigger) => commands::run_trigger(trigger).await,
         Command::Actions { path, actions } => commands::list_actions(&path, actions),
         Command::OwnerToken {
@@ -494,6 +601,55 @@ async fn serve(up: Up) -> anyhow::Result<()> {
         watching.abort();
     }
     served
+}
+
+/// `micros server`: opens the state folder, prints the operator's token on the first start, and
+/// serves every app until SIGINT or SIGTERM.
+async fn host(command: ServerCommand) -> anyhow::Result<()> {
+    let state_dir = match command.state_dir {
+        Some(dir) => dir,
+        None => micros::server::default_state_dir()
+            .context("no HOME to keep the server's state in: give --state-dir")?,
+    };
+    let listener = tokio::net::TcpListener::bind(command.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", command.listen))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listen address")?;
+    // The first line on stderr: tests and scripts read the address from it.
+    eprintln!("micros server listening on http://{address}");
+    let config = micros::server::ServerConfig {
+        domain: command.domain,
+        app: Config {
+            limits: command.limits.into(),
+            front_door: command.front_door.into(),
+            compile: command.compile.into(),
+            outbound: command.outbound.into(),
+            address,
+            ..Config::default()
+        },
+        app_max_in_flight: command.app_max_in_flight,
+        keep_releases: command.keep_releases,
+        ..micros::server::ServerConfig::new(&state_dir)
+    };
+    let domain = config.domain.clone();
+    let (server, token) =
+        tokio::task::spawn_blocking(move || micros::server::Server::open(config)).await??;
+    give_back_freed_memory();
+    if let Some(token) = token {
+        // Printed once, never logged: only its hash is kept.
+        eprintln!(
+            "\nThe operator's deploy token (shown this once; keep it safe):\n\n    {token}\n\nLog in with `micros login http://{address}` and give it.\n"
+        );
+    }
+    tracing::info!(
+        state_dir = %state_dir.display(),
+        "serving apps at http://<app>.{domain}:{}",
+        address.port()
+    );
+    let _batching = logs::batch();
+    server.serve(listener, shutdown_signal()).await
 }
 
 /// Resolves on SIGINT or SIGTERM.

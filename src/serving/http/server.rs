@@ -21,6 +21,7 @@ use super::linger::Linger;
 use crate::app::App;
 use crate::sandbox::ResponseBody;
 use crate::serving::actions::SystemClock;
+use crate::settings::limits::FrontDoor;
 
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -42,6 +43,27 @@ fn send_without_delay(stream: &tokio::net::TcpStream, peer: std::net::SocketAddr
 
 /// Extra time, past the execution limit, that shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A request as the front door hands it on: its body tells the connection whether it was read.
+pub(crate) type FrontDoorRequest = Request<WatchedBody<hyper::body::Incoming>>;
+
+/// What answers the requests a listener accepts: one app, or a server of many.
+pub(crate) trait Handler: Clone + Send + Sync + 'static {
+    /// The answer to one request; never fails (every error is a response).
+    fn handle(
+        &self,
+        request: FrontDoorRequest,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send;
+}
+
+impl Handler for App {
+    fn handle(
+        &self,
+        request: FrontDoorRequest,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send {
+        App::handle(self, request)
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets in-flight
 /// requests finish (up to the execution limit plus 5 s of grace) and returns.
@@ -66,7 +88,6 @@ pub async fn serve(
         }
         crate::services::auth::AuthMode::Required => {}
     }
-    let graceful = GracefulShutdown::new();
     // Scheduled actions run while the app is served; dropping the task stops them.
     let (stop_schedule, schedule_stopped) = tokio::sync::watch::channel(false);
     let mut schedule = {
@@ -76,7 +97,42 @@ pub async fn serve(
                 .await
         }))
     };
-    let front_door = &app.inner.front_door;
+    let front_door = app.inner.front_door.clone();
+    let graceful = accept(app.clone(), listener, &front_door, shutdown).await;
+    let _ = stop_schedule.send(true);
+    let wait = app
+        .inner
+        .micros
+        .iter()
+        .map(|m| m.limits().execution_time)
+        .max()
+        .unwrap_or_default()
+        + SHUTDOWN_GRACE;
+    tracing::info!(
+        "shutting down: waiting up to {} for in-flight requests and actions",
+        humantime::format_duration(wait)
+    );
+    let in_flight = async {
+        graceful.shutdown().await;
+        let _ = (&mut schedule.0).await;
+    };
+    match tokio::time::timeout(wait, in_flight).await {
+        Ok(()) => tracing::info!("stopped: every request and action in flight finished"),
+        Err(_) => tracing::warn!("shutdown: some requests or actions did not finish in time"),
+    }
+    Ok(())
+}
+
+/// Accepts connections on `listener` and answers their requests with `handler`, under the front
+/// door's limits, until `shutdown` resolves. Returns the connections still open, to be waited
+/// for with [`GracefulShutdown::shutdown`].
+pub(crate) async fn accept<H: Handler>(
+    handler: H,
+    listener: TcpListener,
+    front_door: &FrontDoor,
+    shutdown: impl Future<Output = ()>,
+) -> GracefulShutdown {
+    let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -111,10 +167,10 @@ pub async fn serve(
         // Whether the request being answered still has body bytes on the way.
         let unread = Arc::new(AtomicBool::new(false));
         let service = {
-            let app = app.clone();
+            let handler = handler.clone();
             let unread = Arc::clone(&unread);
             service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let app = app.clone();
+                let handler = handler.clone();
                 let (mut parts, body) = request.into_parts();
                 let body = WatchedBody::new(body, &unread);
                 let unread = Arc::clone(&unread);
@@ -124,7 +180,7 @@ pub async fn serve(
                 async move {
                     let mut response = match refusal {
                         Some(refusal) => refused(refusal),
-                        None => app.handle(request).await,
+                        None => handler.handle(request).await,
                     };
                     // An error answered before the body was read: the client is still sending,
                     // so the connection ends after this answer, with a lingering close.
@@ -165,28 +221,7 @@ pub async fn serve(
         );
     }
     drop(listener);
-    let _ = stop_schedule.send(true);
-    let wait = app
-        .inner
-        .micros
-        .iter()
-        .map(|m| m.limits().execution_time)
-        .max()
-        .unwrap_or_default()
-        + SHUTDOWN_GRACE;
-    tracing::info!(
-        "shutting down: waiting up to {} for in-flight requests and actions",
-        humantime::format_duration(wait)
-    );
-    let in_flight = async {
-        graceful.shutdown().await;
-        let _ = (&mut schedule.0).await;
-    };
-    match tokio::time::timeout(wait, in_flight).await {
-        Ok(()) => tracing::info!("stopped: every request and action in flight finished"),
-        Err(_) => tracing::warn!("shutdown: some requests or actions did not finish in time"),
-    }
-    Ok(())
+    graceful
 }
 
 /// The answer to a request refused at the front door: its status, one line of text, and the end

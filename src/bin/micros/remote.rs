@@ -1,0 +1,448 @@
+//! The commands that talk to a `micros server` through its admin API: `login`, `push`, `apps`,
+//! `releases`, `rollback`, `users`, `domains`. A thin client: each is one or two API calls.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use micros::Manifest;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Which server a command talks to.
+#[derive(Args, Clone)]
+pub(crate) struct ServerArg {
+    /// The server's URL (default: the one `micros login` stored last).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+}
+
+/// `micros apps`.
+#[derive(Subcommand)]
+pub(crate) enum AppsCommand {
+    /// Delete an app: its releases, data, keys and hosts. Says what will be lost; needs `--yes`.
+    Delete {
+        /// The app's name.
+        app: String,
+        /// Confirm: everything of the app is lost.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Make a new owner token for the app's private routes (shown once; the old one stops
+    /// working).
+    OwnerToken {
+        /// The app's name.
+        app: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+/// `micros users`.
+#[derive(Subcommand)]
+pub(crate) enum UsersCommand {
+    /// Add a user and print their first deploy token (operator only).
+    Add {
+        /// The user's name.
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+/// `micros domains`.
+#[derive(Subcommand)]
+pub(crate) enum DomainsCommand {
+    /// Serve an app at a host name of your own too (point its DNS at the server).
+    Add {
+        /// The app's name.
+        app: String,
+        /// The host, e.g. `notes.example.org`.
+        host: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+/// The deploy tokens `micros login` stored, by server URL.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Logins {
+    /// The server used when none is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default: Option<String>,
+    /// Tokens by server URL.
+    #[serde(default)]
+    servers: BTreeMap<String, Login>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    token: String,
+}
+
+/// Where `micros login` keeps tokens: `$MICROS_CONFIG`, else `$XDG_CONFIG_HOME/micros/servers.toml`,
+/// else `~/.config/micros/servers.toml` (mode 0600).
+fn logins_path() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("MICROS_CONFIG").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .context("neither XDG_CONFIG_HOME nor HOME is set: set MICROS_CONFIG to a file path")?;
+    Ok(base.join("micros").join("servers.toml"))
+}
+
+fn read_logins(path: &Path) -> anyhow::Result<Logins> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            toml::from_str(&text).with_context(|| format!("`{}` is damaged", path.display()))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Logins::default()),
+        Err(error) => Err(error).with_context(|| format!("cannot read `{}`", path.display())),
+    }
+}
+
+fn write_logins(path: &Path, logins: &Logins) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot make `{}`", parent.display()))?;
+    }
+    let text = toml::to_string(logins).context("cannot write the logins")?;
+    let tmp = path.with_extension("toml.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// A server to talk to: its address and the token to send.
+struct Remote {
+    url: String,
+    token: String,
+}
+
+impl Remote {
+    /// The server named by `--server`, or the default one, with its stored token.
+    fn from(server: &ServerArg) -> anyhow::Result<Self> {
+        let path = logins_path()?;
+        let logins = read_logins(&path)?;
+        let url = match &server.server {
+            Some(url) => normalize_url(url)?,
+            None => logins
+                .default
+                .clone()
+                .context("no server: `micros login URL` first, or name one with `--server URL`")?,
+        };
+        let token = logins
+            .servers
+            .get(&url)
+            .map(|l| l.token.clone())
+            .with_context(|| format!("not logged in to {url}: `micros login {url}` first"))?;
+        Ok(Self { url, token })
+    }
+
+    /// Calls the API: `method path` with `body`; the JSON answer, or the API's error as an error.
+    async fn call(&self, method: http::Method, path: &str, body: Bytes) -> anyhow::Result<Value> {
+        let (status, answer) = request(&self.url, &self.token, method, path, body).await?;
+        if status.is_success() {
+            Ok(answer)
+        } else {
+            let message = answer
+                .get("error")
+                .and_then(Value::as_str)
+                .map_or_else(|| answer.to_string(), str::to_string);
+            bail!("{message} ({status})")
+        }
+    }
+}
+
+/// `http://host:port` without a trailing slash; only plain HTTP for now.
+fn normalize_url(url: &str) -> anyhow::Result<String> {
+    let url = url.trim().trim_end_matches('/');
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("`{url}` is not a URL such as http://localhost:4200"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => bail!("`{url}`: this client speaks plain HTTP only for now"),
+        _ => bail!("`{url}` is not a URL such as http://localhost:4200"),
+    }
+    if uri.authority().is_none() {
+        bail!("`{url}` names no host");
+    }
+    Ok(url.to_string())
+}
+
+/// One request to the API over a fresh connection: the status and the JSON answer.
+async fn request(
+    url: &str,
+    token: &str,
+    method: http::Method,
+    path: &str,
+    body: Bytes,
+) -> anyhow::Result<(http::StatusCode, Value)> {
+    let uri: http::Uri = url.parse()?;
+    let authority = uri.authority().context("the URL names no host")?.clone();
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((authority.host(), port))
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .with_context(|| format!("cannot speak HTTP with {url}"))?;
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", micros::server::API_PREFIX))
+        .header(http::header::HOST, authority.as_str())
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .body(Full::new(body))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .with_context(|| format!("{url} did not answer"))?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let answer = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| json!({ "error": String::from_utf8_lossy(&bytes).trim().to_string() }));
+    Ok((status, answer))
+}
+
+/// `micros login URL`: checks the token with the server, then keeps it.
+pub(crate) async fn login(url: &str, token: Option<String>) -> anyhow::Result<()> {
+    let url = normalize_url(url)?;
+    let token = match token {
+        Some(token) => token,
+        None => {
+            eprintln!(
+                "deploy token for {url} (from `micros server`'s first start, or `micros users add`):"
+            );
+            let mut line = String::new();
+            std::io::stdin()
+                .read_to_string(&mut line)
+                .context("cannot read the token from stdin")?;
+            line
+        }
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        bail!("no token given");
+    }
+    let (status, answer) =
+        request(&url, &token, http::Method::GET, "/whoami", Bytes::new()).await?;
+    if !status.is_success() {
+        bail!(
+            "{url} refused the token: {}",
+            answer.get("error").and_then(Value::as_str).unwrap_or("")
+        );
+    }
+    let path = logins_path()?;
+    let mut logins = read_logins(&path)?;
+    logins.servers.insert(url.clone(), Login { token });
+    logins.default = Some(url.clone());
+    write_logins(&path, &logins)?;
+    eprintln!(
+        "logged in to {url} as `{}`; the token is kept in `{}`",
+        answer.get("user").and_then(Value::as_str).unwrap_or("?"),
+        path.display()
+    );
+    Ok(())
+}
+
+/// `micros push [PATH]`: builds, packs and uploads the app; the server checks, compiles and
+/// swaps it in.
+pub(crate) async fn push(
+    path: &Path,
+    app: Option<String>,
+    build: bool,
+    server: &ServerArg,
+) -> anyhow::Result<()> {
+    let remote = Remote::from(server)?;
+    let manifest = Manifest::load(path)?;
+    let app = match app.or_else(|| manifest.app_name.clone()) {
+        Some(app) => app,
+        None => bail!("the manifest has no `app_name`: name the app with `--app NAME`"),
+    };
+    if build {
+        eprintln!("building...");
+        micros::build(&manifest).await?;
+    }
+    eprintln!("packing...");
+    let bundle = {
+        let manifest = manifest.clone();
+        tokio::task::spawn_blocking(move || micros::server::pack(&manifest)).await??
+    };
+    eprintln!(
+        "uploading {} to {}...",
+        bytesize::ByteSize::b(bundle.len() as u64),
+        remote.url
+    );
+    eprintln!("the server checks and compiles it...");
+    let answer = remote
+        .call(
+            http::Method::POST,
+            &format!("/apps/{app}/releases"),
+            Bytes::from(bundle),
+        )
+        .await?;
+    eprintln!(
+        "release {} of `{app}` (version {}) is serving at http://{}",
+        answer["release"],
+        answer["version"],
+        answer["host"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+/// `micros apps`.
+pub(crate) async fn apps(server: &ServerArg) -> anyhow::Result<()> {
+    let answer = Remote::from(server)?
+        .call(http::Method::GET, "/apps", Bytes::new())
+        .await?;
+    for app in answer["apps"].as_array().into_iter().flatten() {
+        println!(
+            "{}  release {}  {}  (owner {})",
+            app["name"].as_str().unwrap_or("?"),
+            app["release"],
+            app["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            app["owner"].as_str().unwrap_or("?"),
+        );
+    }
+    Ok(())
+}
+
+/// `micros apps delete|owner-token`.
+pub(crate) async fn apps_command(command: AppsCommand) -> anyhow::Result<()> {
+    match command {
+        AppsCommand::Delete { app, yes, server } => {
+            if !yes {
+                bail!(
+                    "deleting `{app}` loses its releases, its Base and Drive data, its keys and its \
+                     hosts, for good: run again with `--yes` to do it"
+                );
+            }
+            Remote::from(&server)?
+                .call(http::Method::DELETE, &format!("/apps/{app}"), Bytes::new())
+                .await?;
+            eprintln!("deleted `{app}`");
+        }
+        AppsCommand::OwnerToken { app, server } => {
+            let answer = Remote::from(&server)?
+                .call(
+                    http::Method::POST,
+                    &format!("/apps/{app}/owner-token"),
+                    Bytes::new(),
+                )
+                .await?;
+            eprintln!("new owner token of `{app}` (shown once; the old one no longer works):");
+            println!("{}", answer["owner_token"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(())
+}
+
+/// `micros releases APP`.
+pub(crate) async fn releases(app: &str, server: &ServerArg) -> anyhow::Result<()> {
+    let answer = Remote::from(server)?
+        .call(
+            http::Method::GET,
+            &format!("/apps/{app}/releases"),
+            Bytes::new(),
+        )
+        .await?;
+    for release in answer["releases"].as_array().into_iter().flatten() {
+        println!(
+            "{}{}  version {}  {}  {}",
+            release["id"],
+            if release["current"].as_bool() == Some(true) {
+                " (current)"
+            } else {
+                ""
+            },
+            release["version"].as_str().unwrap_or("?"),
+            release["created"].as_str().unwrap_or("?"),
+            bytesize::ByteSize::b(release["bytes"].as_u64().unwrap_or(0)),
+        );
+    }
+    Ok(())
+}
+
+/// `micros rollback APP [RELEASE]`.
+pub(crate) async fn rollback(
+    app: &str,
+    release: Option<u64>,
+    server: &ServerArg,
+) -> anyhow::Result<()> {
+    let body = match release {
+        Some(id) => json!({ "release": id }).to_string(),
+        None => String::new(),
+    };
+    let answer = Remote::from(server)?
+        .call(
+            http::Method::POST,
+            &format!("/apps/{app}/rollback"),
+            Bytes::from(body),
+        )
+        .await?;
+    eprintln!(
+        "`{app}` serves release {} (version {})",
+        answer["release"],
+        answer["version"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+/// `micros users add NAME`.
+pub(crate) async fn users(command: UsersCommand) -> anyhow::Result<()> {
+    let UsersCommand::Add { name, server } = command;
+    let answer = Remote::from(&server)?
+        .call(
+            http::Method::POST,
+            "/users",
+            Bytes::from(json!({ "name": name }).to_string()),
+        )
+        .await?;
+    eprintln!("user `{name}` added; their deploy token (shown once; `micros login URL` takes it):");
+    println!("{}", answer["token"].as_str().unwrap_or(""));
+    Ok(())
+}
+
+/// `micros domains add APP HOST`.
+pub(crate) async fn domains(command: DomainsCommand) -> anyhow::Result<()> {
+    let DomainsCommand::Add { app, host, server } = command;
+    let answer = Remote::from(&server)?
+        .call(
+            http::Method::POST,
+            &format!("/apps/{app}/domains"),
+            Bytes::from(json!({ "host": host }).to_string()),
+        )
+        .await?;
+    eprintln!(
+        "`{app}` is served at {} too (point its DNS at this server)",
+        answer["host"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}

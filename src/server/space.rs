@@ -1,0 +1,330 @@
+//! The apps a server hosts: each at its current release, swapped atomically on a push or a
+//! rollback, all on one engine, each under its own cap of executions in flight; and the request
+//! path from a host name to an app.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use anyhow::{Context as _, bail};
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::config::ServerConfig;
+use super::hosts::{AppName, Destination, Hosts};
+use super::registry::{Registry, Release, SqliteRegistry, User};
+use crate::app::App;
+use crate::app::config::Config;
+use crate::engine::Engine;
+use crate::sandbox::ResponseBody;
+use crate::services::auth::AuthMode;
+use crate::serving::actions::SystemClock;
+use crate::settings::state::{ALPHANUMERIC, random_string};
+use crate::spec::manifest::{MAX_ACTIONS_PER_APP, Manifest};
+
+/// Characters of a deploy token: 40 of 62 symbols (about 238 bits), kept only as a hash.
+const TOKEN_LEN: usize = 40;
+/// The registry's file in the state folder.
+pub(crate) const REGISTRY_FILE: &str = "server.db";
+/// The name of the user made on the first start.
+pub(crate) const OPERATOR: &str = "operator";
+
+/// Everything a server hosts, shared by its connections.
+pub(crate) struct Space {
+    config: ServerConfig,
+    engine: Engine,
+    pub(crate) registry: Arc<dyn Registry>,
+    hosts: RwLock<Hosts>,
+    apps: RwLock<HashMap<AppName, Arc<Hosted>>>,
+    /// One change of releases at a time (push, rollback, delete): each is short next to the
+    /// compile it waits for, and the registry and the folders stay in step.
+    pub(crate) deploys: tokio::sync::Mutex<()>,
+}
+
+/// One app as it is served.
+pub(crate) struct Hosted {
+    /// The release serving now; `None` between the app's creation and its first release.
+    live: RwLock<Option<Arc<Live>>>,
+    /// The app's executions in flight, all its Micros together: one app flooded cannot take
+    /// the pool's slots the other apps need.
+    in_flight: Arc<Semaphore>,
+}
+
+/// A loaded release and its running schedule.
+pub(crate) struct Live {
+    pub(crate) app: App,
+    /// Stops the release's scheduled actions (they finish the runs in flight).
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Space {
+    /// Opens the server's state folder: the registry, made on the first start with the operator
+    /// (whose deploy token is returned then, and never again), and every app at its current
+    /// release, from the compile cache.
+    pub(crate) fn open(config: ServerConfig) -> anyhow::Result<(Self, Option<String>)> {
+        std::fs::create_dir_all(config.state_dir.join("apps")).with_context(|| {
+            format!(
+                "failed to make the state folder `{}`",
+                config.state_dir.display()
+            )
+        })?;
+        let registry = SqliteRegistry::open(&config.state_dir.join(REGISTRY_FILE))?;
+        let operator_token = if registry.users()?.is_empty() {
+            registry.add_user(&User {
+                name: OPERATOR.into(),
+                operator: true,
+            })?;
+            let token = new_token();
+            registry.add_token(OPERATOR, &token)?;
+            Some(token)
+        } else {
+            None
+        };
+        let engine = crate::app::shared_engine(&config.app, MAX_ACTIONS_PER_APP * 4)?;
+        let custom = registry
+            .domains()?
+            .into_iter()
+            .filter_map(|(host, app)| Some((host, app.parse().ok()?)))
+            .collect::<Vec<_>>();
+        let space = Self {
+            hosts: RwLock::new(Hosts::new(&config.domain, custom)),
+            config,
+            engine,
+            registry: Arc::new(registry),
+            apps: RwLock::new(HashMap::new()),
+            deploys: tokio::sync::Mutex::new(()),
+        };
+        for record in space.registry.apps()? {
+            let Ok(name) = record.name.parse::<AppName>() else {
+                continue;
+            };
+            let hosted = space.hosted_or_new(&name);
+            if let Some(release) = record.current {
+                match space.load_release(&name, release) {
+                    Ok(app) => hosted.swap(Some(Live::start(app))),
+                    Err(error) => tracing::error!(
+                        app = %name,
+                        release,
+                        "the app's current release did not load; it is not served: {error:#}"
+                    ),
+                }
+            }
+        }
+        Ok((space, operator_token))
+    }
+
+    /// The server's settings.
+    pub(crate) fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The folder of everything of `app`'s.
+    pub(crate) fn app_dir(&self, app: &AppName) -> PathBuf {
+        self.config.state_dir.join("apps").join(app.as_str())
+    }
+
+    /// The folder of one release of `app`.
+    pub(crate) fn release_dir(&self, app: &AppName, release: u64) -> PathBuf {
+        self.app_dir(app).join("releases").join(release.to_string())
+    }
+
+    /// The primary host of `app`.
+    pub(crate) fn primary_host(&self, app: &AppName) -> String {
+        self.hosts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .primary(app)
+    }
+
+    /// How `app` is run: the server's settings, its own state folder and host name.
+    pub(crate) fn app_config(&self, app: &AppName) -> Config {
+        Config {
+            state_dir: Some(self.app_dir(app).join("state")),
+            hostname: Some(self.primary_host(app)),
+            auth: AuthMode::Required,
+            env: Vec::new(),
+            actions: Vec::new(),
+            ..self.config.app.clone()
+        }
+    }
+
+    /// Loads (and, unless the compile cache has them, compiles) one release of `app`. Blocking.
+    pub(crate) fn load_release(&self, app: &AppName, release: u64) -> anyhow::Result<App> {
+        let dir = self.release_dir(app, release);
+        let manifest = Manifest::load(&dir).map_err(|e| anyhow::anyhow!(strip(&e, &dir)))?;
+        App::load_on(manifest, &self.app_config(app), self.engine.clone())
+            .map_err(|e| anyhow::anyhow!(strip(&format!("{e:#}"), &dir)))
+    }
+
+    /// The hosted app `name`, if the server has it.
+    pub(crate) fn hosted(&self, name: &AppName) -> Option<Arc<Hosted>> {
+        self.apps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// The hosted app `name`, made (with no release) if it is new.
+    pub(crate) fn hosted_or_new(&self, name: &AppName) -> Arc<Hosted> {
+        let mut apps = self.apps.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(apps.entry(name.clone()).or_insert_with(|| {
+            Arc::new(Hosted {
+                live: RwLock::new(None),
+                in_flight: Arc::new(Semaphore::new(self.config.app_max_in_flight)),
+            })
+        }))
+    }
+
+    /// Stops serving `name` and forgets it (its folders are the caller's to remove).
+    pub(crate) fn remove(&self, name: &AppName) {
+        let hosted = self
+            .apps
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        if let Some(hosted) = hosted {
+            hosted.swap(None);
+        }
+        let custom = self
+            .registry
+            .domains()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(host, app)| Some((host, app.parse().ok()?)));
+        *self.hosts.write().unwrap_or_else(PoisonError::into_inner) =
+            Hosts::new(&self.config.domain, custom);
+    }
+
+    /// Serves `app` at `host` too, from now on.
+    pub(crate) fn add_domain(&self, host: &str, app: &AppName) {
+        let custom = self
+            .registry
+            .domains()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(host, app)| Some((host, app.parse().ok()?)))
+            .chain([(host.to_string(), app.clone())]);
+        *self.hosts.write().unwrap_or_else(PoisonError::into_inner) =
+            Hosts::new(&self.config.domain, custom);
+    }
+
+    /// Where a normalised host leads.
+    pub(crate) fn destination(&self, host: &str) -> Destination {
+        self.hosts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .destination(host)
+    }
+
+    /// Forgets the releases of `app` past the newest `keep`, except `current`: rows and folders.
+    pub(crate) fn prune(&self, app: &AppName, current: u64) -> anyhow::Result<()> {
+        let releases: Vec<Release> = self.registry.releases(app.as_str())?;
+        for release in releases.iter().skip(self.config.keep_releases) {
+            if release.id == current {
+                continue;
+            }
+            self.registry.remove_release(app.as_str(), release.id)?;
+            let _ = std::fs::remove_dir_all(self.release_dir(app, release.id));
+        }
+        Ok(())
+    }
+}
+
+impl Hosted {
+    /// The release serving now and a permit to run one request on it (`None` at the app's cap).
+    pub(crate) fn serve(&self) -> Option<(Arc<Live>, Option<OwnedSemaphorePermit>)> {
+        let live = self
+            .live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        Some((live, Arc::clone(&self.in_flight).try_acquire_owned().ok()))
+    }
+
+    /// The release serving now.
+    pub(crate) fn live(&self) -> Option<Arc<Live>> {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes `live` the release that requests starting from now get. Those in flight finish on
+    /// the one they started with; its scheduled actions stop (the runs in flight finish) before
+    /// the new release's start, so none fires twice.
+    pub(crate) fn swap(&self, live: Option<Live>) {
+        let old = std::mem::replace(
+            &mut *self.live.write().unwrap_or_else(PoisonError::into_inner),
+            live.map(Arc::new),
+        );
+        if let Some(old) = old {
+            let _ = old.stop.send(true);
+        }
+        if let Some(new) = self.live() {
+            new.run_schedule();
+        }
+    }
+}
+
+impl Live {
+    /// A loaded release, its schedule not started yet.
+    pub(crate) fn start(app: App) -> Self {
+        let (stop, _) = tokio::sync::watch::channel(false);
+        Self { app, stop }
+    }
+
+    /// Runs the release's scheduled actions until it is swapped out.
+    fn run_schedule(&self) {
+        let app = self.app.clone();
+        let stopped = self.stop.subscribe();
+        if *stopped.borrow() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                app.run_schedule(Arc::new(SystemClock), stopped).await;
+            });
+        }
+    }
+}
+
+/// A new deploy token.
+pub(crate) fn new_token() -> String {
+    random_string(TOKEN_LEN, ALPHANUMERIC)
+}
+
+/// An error's text without the server's path to a release folder: the user sees
+/// `Spacefile.toml`, as `micros check` would show them.
+fn strip(error: &impl std::fmt::Display, dir: &Path) -> String {
+    error
+        .to_string()
+        .replace(&format!("{}/", dir.display()), "")
+}
+
+/// A plain page: the server's own answers (no app at a host, the app's limit).
+pub(crate) fn page(status: StatusCode, text: &str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(format!("micros: {text}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Checks that a release folder holds an app whose manifest loads; the first failure, as
+/// `micros check` words it.
+pub(crate) fn check_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    match Manifest::load(dir) {
+        Ok(manifest) => Ok(manifest),
+        Err(error) => bail!(strip(&error, dir)),
+    }
+}
