@@ -13,8 +13,9 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::bundle;
 use super::hosts::AppName;
-use super::registry::User;
+use super::registry::{Preset, User};
 use super::space::{Live, Space, new_token};
+use crate::app::config::EnvSetting;
 use crate::sandbox::ResponseBody;
 use crate::serving::http::FrontDoorRequest;
 use crate::settings::state::{ALPHANUMERIC, random_string};
@@ -89,6 +90,37 @@ async fn answer(space: &Arc<Space>, request: FrontDoorRequest) -> Result<Answer,
         (&Method::POST, ["apps", app, "owner-token"]) => {
             let app = owned(space, &user, app)?;
             owner_token(space, &app)
+        }
+        (&Method::GET, ["apps", app, "env"]) => {
+            let app = owned(space, &user, app)?;
+            list_env(space, &app)
+        }
+        (&Method::POST, ["apps", app, "env"]) => {
+            let app = owned(space, &user, app)?;
+            let body = read_json(request).await?;
+            set_env(space, &app, body).await
+        }
+        (&Method::GET, ["apps", app, "keys"]) => {
+            let app = owned(space, &user, app)?;
+            keys(space, &app, KeyCall::List)
+        }
+        (&Method::POST, ["apps", app, "keys"]) => {
+            let app = owned(space, &user, app)?;
+            let body = read_json(request).await?;
+            let name = body.get("name").and_then(Value::as_str).unwrap_or_default();
+            keys(space, &app, KeyCall::Create(name))
+        }
+        (&Method::DELETE, ["apps", app, "keys", name]) => {
+            let app = owned(space, &user, app)?;
+            keys(space, &app, KeyCall::Revoke(name))
+        }
+        (&Method::GET, ["apps", app, "actions"]) => {
+            let app = owned(space, &user, app)?;
+            actions(space, &app)
+        }
+        (&Method::POST, ["apps", app, "actions", id]) => {
+            let app = owned(space, &user, app)?;
+            run_action(space, &app, id).await
         }
         _ => Err(refuse(
             StatusCode::NOT_FOUND,
@@ -543,5 +575,174 @@ fn owner_token(space: &Space, app: &AppName) -> Result<Answer, Answer> {
     Ok((
         StatusCode::OK,
         json!({ "app": app.as_str(), "owner_token": token }),
+    ))
+}
+
+/// The release `app` serves now, or a refusal that says to push one.
+fn live(space: &Space, app: &AppName) -> Result<Arc<Live>, Answer> {
+    space.hosted(app).and_then(|h| h.live()).ok_or_else(|| {
+        refuse(
+            StatusCode::CONFLICT,
+            format!("`{app}` serves no release yet: `micros push` one first"),
+        )
+    })
+}
+
+/// `GET /apps/{app}/env`: the preset values set for the app.
+fn list_env(space: &Space, app: &AppName) -> Result<Answer, Answer> {
+    let presets = space
+        .registry
+        .presets(app.as_str())
+        .map_err(|e| internal(&e))?;
+    let listed: Vec<Value> = presets
+        .iter()
+        .map(|p| json!({ "micro": p.micro, "name": p.name, "value": p.value }))
+        .collect();
+    Ok((StatusCode::OK, json!({ "env": listed })))
+}
+
+/// `POST /apps/{app}/env`, `{"set": "[MICRO.]NAME=VALUE"}`: kept, and in effect from the next
+/// execution (the current release is loaded again with it and swapped in).
+async fn set_env(space: &Arc<Space>, app: &AppName, body: Value) -> Result<Answer, Answer> {
+    let Some(text) = body.get("set").and_then(Value::as_str) else {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "send `{\"set\": \"[MICRO.]NAME=VALUE\"}`",
+        ));
+    };
+    let setting: EnvSetting = text
+        .parse()
+        .map_err(|e: anyhow::Error| refuse(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+    let _deploying = space.deploys.lock().await;
+    let current = live(space, app)?;
+    let manifest = current.app.manifest();
+    let declared = manifest.micros.iter().any(|m| {
+        setting.micro.as_ref().is_none_or(|name| name == &m.name)
+            && m.presets.env.iter().any(|p| p.name == setting.name)
+    });
+    if !declared {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no Micro of `{app}`'s current release declares a preset `{}`{}: only variables \
+                 under `[[micros.presets.env]]` can be set",
+                setting.name,
+                setting
+                    .micro
+                    .as_ref()
+                    .map(|m| format!(" in Micro `{m}`"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    let preset = Preset {
+        micro: setting
+            .micro
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        name: setting.name.to_string(),
+        value: setting.value.clone(),
+    };
+    space
+        .registry
+        .set_preset(app.as_str(), &preset)
+        .map_err(|e| internal(&e))?;
+    let release = space
+        .registry
+        .app(app.as_str())
+        .map_err(|e| internal(&e))?
+        .and_then(|a| a.current)
+        .ok_or_else(|| refuse(StatusCode::CONFLICT, format!("`{app}` serves no release")))?;
+    let loaded = {
+        let space = Arc::clone(space);
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || space.load_release(&app, release))
+            .await
+            .map_err(|e| internal(&e.into()))?
+            .map_err(|e| refuse(StatusCode::CONFLICT, format!("{e:#}")))?
+    };
+    space.hosted_or_new(app).swap(Some(Live::start(loaded)));
+    Ok((
+        StatusCode::OK,
+        json!({ "app": app.as_str(), "micro": preset.micro, "name": preset.name, "release": release }),
+    ))
+}
+
+/// What is asked of an app's keys.
+enum KeyCall<'a> {
+    List,
+    Create(&'a str),
+    Revoke(&'a str),
+}
+
+/// `GET|POST /apps/{app}/keys`, `DELETE /apps/{app}/keys/{name}`: the app keys of Micros with
+/// `presets.api_keys` (a new key is shown once).
+fn keys(space: &Space, app: &AppName, call: KeyCall<'_>) -> Result<Answer, Answer> {
+    let state = crate::settings::state::StateDir::open(space.app_dir(app).join("state"))
+        .map_err(|e| internal(&e))?;
+    let credentials = crate::services::auth::Credentials::open(&state);
+    match call {
+        KeyCall::List => {
+            let keys = credentials.keys().map_err(|e| internal(&e))?;
+            let listed: Vec<Value> = keys
+                .iter()
+                .map(|k| json!({ "name": k.name, "created": k.created }))
+                .collect();
+            Ok((StatusCode::OK, json!({ "keys": listed })))
+        }
+        KeyCall::Create(name) => {
+            let key = credentials
+                .create_key(name)
+                .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+            Ok((StatusCode::CREATED, json!({ "name": name, "key": key })))
+        }
+        KeyCall::Revoke(name) => match credentials.revoke_key(name) {
+            Ok(true) => Ok((StatusCode::OK, json!({ "revoked": name }))),
+            Ok(false) => Err(refuse(
+                StatusCode::NOT_FOUND,
+                format!("`{app}` has no key named `{name}`: `GET .../keys` lists them"),
+            )),
+            Err(error) => Err(internal(&error)),
+        },
+    }
+}
+
+/// `GET /apps/{app}/actions`: each scheduled action with its schedule and next run.
+fn actions(space: &Space, app: &AppName) -> Result<Answer, Answer> {
+    let current = live(space, app)?;
+    let now = chrono::Utc::now();
+    let listed: Vec<Value> = current
+        .app
+        .actions()
+        .iter()
+        .map(|a| {
+            json!({
+                "micro": a.micro,
+                "id": a.id,
+                "schedule": a.schedule.as_ref().map(ToString::to_string),
+                "next_run": crate::app::actions::next_run(a, now).map(|t| t.to_rfc3339()),
+            })
+        })
+        .collect();
+    Ok((StatusCode::OK, json!({ "actions": listed })))
+}
+
+/// `POST /apps/{app}/actions/{id}`: runs the action once, now, as the scheduler would.
+async fn run_action(space: &Space, app: &AppName, id: &str) -> Result<Answer, Answer> {
+    let current = live(space, app)?;
+    let report = current
+        .app
+        .trigger(id)
+        .await
+        .map_err(|e| refuse(StatusCode::NOT_FOUND, format!("{e:#}")))?;
+    Ok((
+        StatusCode::OK,
+        json!({
+            "status": report.status.map(|s| s.as_u16()),
+            "body": String::from_utf8_lossy(&report.body[..report.body.len().min(MAX_JSON)]),
+            "duration_ms": report.duration.as_millis() as u64,
+            "failure": report.failure,
+        }),
     ))
 }

@@ -74,6 +74,21 @@ pub(crate) trait Registry: Send + Sync + 'static {
     fn domains(&self) -> anyhow::Result<Vec<(String, String)>>;
     /// Serves `app` at `host` too; an error if another app has it.
     fn add_domain(&self, host: &str, app: &str) -> anyhow::Result<()>;
+    /// The preset values set for `app` (`micros env set`), as `--env` would give them.
+    fn presets(&self, app: &str) -> anyhow::Result<Vec<Preset>>;
+    /// Sets a preset value of `app`, for one Micro or (`micro` empty) every Micro declaring it.
+    fn set_preset(&self, app: &str, preset: &Preset) -> anyhow::Result<()>;
+}
+
+/// A preset value an app's owner set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Preset {
+    /// The Micro it is for; empty for every Micro that declares it.
+    pub micro: String,
+    /// The variable's name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
 }
 
 /// The registry in a SQLite file.
@@ -108,6 +123,13 @@ CREATE TABLE IF NOT EXISTS releases (
 CREATE TABLE IF NOT EXISTS domains (
     host TEXT PRIMARY KEY,
     app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS presets (
+    app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    micro TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (app, micro, name)
 );
 ";
 
@@ -325,6 +347,75 @@ impl Registry for SqliteRegistry {
             )
         })
         .map(|_| ())
+    }
+
+    fn presets(&self, app: &str) -> anyhow::Result<Vec<Preset>> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT micro, name, value FROM presets WHERE app = ?1 ORDER BY micro, name",
+            )?;
+            let rows = statement.query_map(params![app], |row| {
+                Ok(Preset {
+                    micro: row.get(0)?,
+                    name: row.get(1)?,
+                    value: row.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn set_preset(&self, app: &str, preset: &Preset) -> anyhow::Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO presets (app, micro, name, value) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (app, micro, name) DO UPDATE SET value = excluded.value",
+                params![app, preset.micro, preset.name, preset.value],
+            )
+        })
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod preset_tests {
+    use super::*;
+
+    #[test]
+    fn a_preset_set_twice_keeps_the_last_value_and_goes_with_its_app() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let registry =
+            SqliteRegistry::open(&dir.path().join("server.db")).unwrap_or_else(|e| panic!("{e}"));
+        let user = User {
+            name: "ada".into(),
+            operator: false,
+        };
+        registry.add_user(&user).unwrap_or_else(|e| panic!("{e}"));
+        registry
+            .add_app("notes", "ada")
+            .unwrap_or_else(|e| panic!("{e}"));
+        for value in ["hi", "hello"] {
+            let preset = Preset {
+                micro: String::new(),
+                name: "GREETING".into(),
+                value: value.into(),
+            };
+            registry
+                .set_preset("notes", &preset)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let presets = registry.presets("notes").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(presets.len(), 1);
+        assert_eq!(presets[0].value, "hello");
+        registry
+            .delete_app("notes")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            registry
+                .presets("notes")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_empty()
+        );
     }
 }
 

@@ -15,7 +15,7 @@ use super::config::ServerConfig;
 use super::hosts::{AppName, Destination, Hosts};
 use super::registry::{Registry, Release, SqliteRegistry, User};
 use crate::app::App;
-use crate::app::config::Config;
+use crate::app::config::{Config, EnvSetting};
 use crate::engine::Engine;
 use crate::sandbox::ResponseBody;
 use crate::services::auth::AuthMode;
@@ -159,8 +159,34 @@ impl Space {
     pub(crate) fn load_release(&self, app: &AppName, release: u64) -> anyhow::Result<App> {
         let dir = self.release_dir(app, release);
         let manifest = Manifest::load(&dir).map_err(|e| anyhow::anyhow!(strip(&e, &dir)))?;
-        App::load_on(manifest, &self.app_config(app), self.engine.clone())
+        let mut config = self.app_config(app);
+        config.env = self.env_settings(app, &manifest)?;
+        App::load_on(manifest, &config, self.engine.clone())
             .map_err(|e| anyhow::anyhow!(strip(&format!("{e:#}"), &dir)))
+    }
+
+    /// The preset values set for `app` that `manifest` declares: a value for a preset a release
+    /// no longer has is kept for a later one, not an error.
+    fn env_settings(&self, app: &AppName, manifest: &Manifest) -> anyhow::Result<Vec<EnvSetting>> {
+        let mut settings = Vec::new();
+        for preset in self.registry.presets(app.as_str())? {
+            let text = if preset.micro.is_empty() {
+                format!("{}={}", preset.name, preset.value)
+            } else {
+                format!("{}.{}={}", preset.micro, preset.name, preset.value)
+            };
+            let Ok(setting) = text.parse::<EnvSetting>() else {
+                continue;
+            };
+            let declared = manifest.micros.iter().any(|m| {
+                setting.micro.as_ref().is_none_or(|name| name == &m.name)
+                    && m.presets.env.iter().any(|p| p.name == setting.name)
+            });
+            if declared {
+                settings.push(setting);
+            }
+        }
+        Ok(settings)
     }
 
     /// The hosted app `name`, if the server has it.

@@ -730,3 +730,146 @@ async fn the_cli_logs_in_pushes_and_lists() {
     assert!(ok, "{err}");
     assert!(!state.path().join("apps/notes").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preset_values_keys_and_actions_through_the_api() {
+    let state = tempfile::tempdir().unwrap();
+    let (server, token) = start(state.path(), |_| {}).await;
+    let token = token.unwrap();
+    let app = vec![
+        micro("web", guests::ENV).primary().toml(
+            "public = true\n[[micros.presets.env]]\nname = \"GREETING\"\ndefault = \"hello\"",
+        ),
+        micro("api", guests::RECORDER).path("/api").toml(
+            "[micros.presets]\napi_keys = true\n[[micros.actions]]\nid = \"tidy\"\nname = \"Tidy\"\ntrigger = \"schedule\"\ndefault_interval = \"1 hour\"",
+        ),
+    ];
+    assert_eq!(
+        push(&server, &token, "notes", bundle(&app, "1").1).await.0,
+        StatusCode::CREATED
+    );
+    let before = get(&server, "notes.localhost", "/").await.text();
+    assert!(before.contains("GREETING=hello\n"), "{before}");
+    assert!(
+        before.contains("DETA_SPACE_APP_HOSTNAME=notes.localhost\n"),
+        "{before}"
+    );
+    // A preset value, in effect from the next execution, and kept for later releases.
+    let (status, answer) = api(
+        &server,
+        &token,
+        http::Method::POST,
+        "/apps/notes/env",
+        r#"{"set":"web.GREETING=bonjour"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        get(&server, "notes.localhost", "/")
+            .await
+            .text()
+            .contains("GREETING=bonjour\n")
+    );
+    push(&server, &token, "notes", bundle(&app, "2").1).await;
+    assert!(
+        get(&server, "notes.localhost", "/")
+            .await
+            .text()
+            .contains("GREETING=bonjour\n")
+    );
+    let (status, answer) = api(
+        &server,
+        &token,
+        http::Method::POST,
+        "/apps/notes/env",
+        r#"{"set":"NOPE=1"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("declares a preset `NOPE`"),
+        "{answer}"
+    );
+    let (_, listed) = api(&server, &token, http::Method::GET, "/apps/notes/env", "").await;
+    assert_eq!(
+        listed,
+        json!({"env": [{"micro": "web", "name": "GREETING", "value": "bonjour"}]})
+    );
+    // An app key opens the API Micro; revoked, it no longer does.
+    let (status, created) = api(
+        &server,
+        &token,
+        http::Method::POST,
+        "/apps/notes/keys",
+        r#"{"name":"ci"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    let opened = get_with(
+        &server,
+        "notes.localhost",
+        "/api/x",
+        &[("x-space-app-key", &key)],
+    )
+    .await;
+    assert_eq!(opened.status, StatusCode::OK);
+    let (status, _) = api(
+        &server,
+        &token,
+        http::Method::DELETE,
+        "/apps/notes/keys/ci",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let closed = get_with(
+        &server,
+        "notes.localhost",
+        "/api/x",
+        &[("x-space-app-key", &key)],
+    )
+    .await;
+    assert_eq!(closed.status, StatusCode::UNAUTHORIZED);
+    // Actions: listed with their next run, and run now.
+    let (_, actions) = api(
+        &server,
+        &token,
+        http::Method::GET,
+        "/apps/notes/actions",
+        "",
+    )
+    .await;
+    assert_eq!(actions["actions"][0]["id"], "tidy");
+    assert_eq!(actions["actions"][0]["schedule"], "1 hour");
+    assert!(actions["actions"][0]["next_run"].is_string(), "{actions}");
+    let (status, ran) = api(
+        &server,
+        &token,
+        http::Method::POST,
+        "/apps/notes/actions/tidy",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ran}");
+    assert_eq!(ran["status"], 200);
+    assert!(
+        ran["body"]
+            .as_str()
+            .unwrap()
+            .contains("/__space/v0/actions"),
+        "{ran}"
+    );
+    let (status, _) = api(
+        &server,
+        &token,
+        http::Method::POST,
+        "/apps/notes/actions/nope",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

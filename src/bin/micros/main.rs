@@ -158,6 +158,11 @@ enum Command {
         #[command(subcommand)]
         command: remote::UsersCommand,
     },
+    /// Set or list the preset values of an app on the server.
+    Env {
+        #[command(subcommand)]
+        command: remote::EnvCommand,
+    },
     /// Serve an app at host names of your own.
     Domains {
         #[command(subcommand)]
@@ -435,6 +440,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => remote::rollback(&app, release, &server).await,
         Command::Users { command } => remote::users(command).await,
         Command::Domains { command } => remote::domains(command).await,
+        Command::Env { command } => remote::env(command).await,
         Command::Trigger(trigger) => commands::run_trigger(trigger).await,
         Command::Actions { path, actions } => commands::list_actions(&path, actions),
         Command::OwnerToken {

@@ -35,9 +35,54 @@ pub(crate) enum AppsCommand {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// List an app's keys, or create (shown once) or revoke one.
+    Keys {
+        /// The app's name.
+        app: String,
+        /// Create a key of this name and print it.
+        #[arg(long, value_name = "NAME", conflicts_with = "revoke")]
+        create: Option<String>,
+        /// Revoke the key of this name.
+        #[arg(long, value_name = "NAME")]
+        revoke: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List an app's scheduled actions with their next runs, or run one now.
+    Actions {
+        /// The app's name.
+        app: String,
+        /// Run this action once, now, and print how it went.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// Make a new owner token for the app's private routes (shown once; the old one stops
     /// working).
     OwnerToken {
+        /// The app's name.
+        app: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+/// `micros env`.
+#[derive(Subcommand)]
+pub(crate) enum EnvCommand {
+    /// Set a preset value of an app on the server (`[MICRO.]NAME=VALUE`); in effect from the
+    /// next execution.
+    Set {
+        /// The app's name.
+        app: String,
+        /// `MICRO.NAME=VALUE`, or `NAME=VALUE` for every Micro declaring it.
+        setting: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List the preset values set for an app.
+    List {
         /// The app's name.
         app: String,
         #[command(flatten)]
@@ -349,6 +394,66 @@ pub(crate) async fn apps_command(command: AppsCommand) -> anyhow::Result<()> {
                 .await?;
             eprintln!("deleted `{app}`");
         }
+        AppsCommand::Keys {
+            app,
+            create,
+            revoke,
+            server,
+        } => {
+            let remote = Remote::from(&server)?;
+            let path = format!("/apps/{app}/keys");
+            if let Some(name) = create {
+                let body = Bytes::from(json!({ "name": name }).to_string());
+                let answer = remote.call(http::Method::POST, &path, body).await?;
+                eprintln!(
+                    "app key `{name}` of `{app}` (shown once; send it as `X-Space-App-Key`):"
+                );
+                println!("{}", answer["key"].as_str().unwrap_or(""));
+            } else if let Some(name) = revoke {
+                let path = format!("{path}/{name}");
+                remote
+                    .call(http::Method::DELETE, &path, Bytes::new())
+                    .await?;
+                eprintln!("app key `{name}` of `{app}` revoked");
+            } else {
+                let answer = remote.call(http::Method::GET, &path, Bytes::new()).await?;
+                for key in answer["keys"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {}",
+                        key["name"].as_str().unwrap_or("?"),
+                        key["created"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+        }
+        AppsCommand::Actions { app, run, server } => {
+            let remote = Remote::from(&server)?;
+            if let Some(id) = run {
+                let path = format!("/apps/{app}/actions/{id}");
+                let answer = remote.call(http::Method::POST, &path, Bytes::new()).await?;
+                println!(
+                    "{}  {} ms  {}",
+                    answer["status"],
+                    answer["duration_ms"],
+                    answer["body"].as_str().unwrap_or("")
+                );
+                if let Some(failure) = answer["failure"].as_str() {
+                    bail!("action `{id}` failed: {failure}");
+                }
+            } else {
+                let path = format!("/apps/{app}/actions");
+                let answer = remote.call(http::Method::GET, &path, Bytes::new()).await?;
+                for action in answer["actions"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {}  {}  next {}",
+                        action["micro"].as_str().unwrap_or("?"),
+                        action["id"].as_str().unwrap_or("?"),
+                        action["schedule"].as_str().unwrap_or("off"),
+                        action["next_run"].as_str().unwrap_or("-")
+                    );
+                }
+            }
+        }
         AppsCommand::OwnerToken { app, server } => {
             let answer = Remote::from(&server)?
                 .call(
@@ -444,5 +549,45 @@ pub(crate) async fn domains(command: DomainsCommand) -> anyhow::Result<()> {
         "`{app}` is served at {} too (point its DNS at this server)",
         answer["host"].as_str().unwrap_or("?")
     );
+    Ok(())
+}
+
+/// `micros env set|list`.
+pub(crate) async fn env(command: EnvCommand) -> anyhow::Result<()> {
+    match command {
+        EnvCommand::Set {
+            app,
+            setting,
+            server,
+        } => {
+            let body = Bytes::from(json!({ "set": setting }).to_string());
+            let answer = Remote::from(&server)?
+                .call(http::Method::POST, &format!("/apps/{app}/env"), body)
+                .await?;
+            eprintln!(
+                "`{}` set for `{app}`; release {} serves with it from the next execution",
+                answer["name"].as_str().unwrap_or("?"),
+                answer["release"]
+            );
+        }
+        EnvCommand::List { app, server } => {
+            let answer = Remote::from(&server)?
+                .call(http::Method::GET, &format!("/apps/{app}/env"), Bytes::new())
+                .await?;
+            for preset in answer["env"].as_array().into_iter().flatten() {
+                let micro = preset["micro"].as_str().unwrap_or("");
+                println!(
+                    "{}{}={}",
+                    if micro.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{micro}.")
+                    },
+                    preset["name"].as_str().unwrap_or("?"),
+                    preset["value"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
     Ok(())
 }
