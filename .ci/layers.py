@@ -36,6 +36,7 @@ UNITS = [
     "server::bundle",
     "server::registry",
     "server::hosts",
+    "server::logs",
     "server::config",
     "server::space",
     "server::api",

@@ -42,6 +42,11 @@ use limiter::MemoryLimiter;
 use output::GuestOutput;
 use quota::TmpQuota;
 
+/// The mark of a request that reached the server over TLS the server ended itself (`micros
+/// server --tls-cert`), in its extensions: the guest is told its scheme is `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OverTls;
+
 /// Compiles a Micro's component, links it against the Micro world and pre-instantiates it: all
 /// the per-Micro work, done once at load (and all that `micros check` needs to prove).
 pub(crate) fn prepare(
@@ -334,9 +339,14 @@ impl Sandbox {
         let mut store = self.new_store(deadline, stdout, stderr);
         let (head_tx, mut head_rx) = tokio::sync::oneshot::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let scheme = if request.extensions().get::<OverTls>().is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
         let mut http = store.data_mut().http();
         let request = http
-            .new_incoming_request(Scheme::Http, request)
+            .new_incoming_request(scheme, request)
             .map_err(|e| setup_error(&anyhow::Error::from(e)))?;
         let out = http
             .new_response_outparam(head_tx)

@@ -51,6 +51,8 @@ enum Kind {
         execution: Option<AbortHandle>,
     },
     Full(Option<Bytes>),
+    /// Chunks sent by a task of the runtime's own (a stream of log lines); ends when it stops.
+    Channel(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 impl ResponseBody {
@@ -75,6 +77,11 @@ impl ResponseBody {
     /// A body of fixed bytes, as the runtime's own responses have.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         Self::new(Kind::Full(Some(bytes.into())))
+    }
+
+    /// A body of the chunks sent on the other end of `receiver`, until that end is dropped.
+    pub(crate) fn channel(receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        Self::new(Kind::Channel(receiver))
     }
 
     fn new(kind: Kind) -> Self {
@@ -178,7 +185,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
-            Kind::Guest { .. } => false,
+            Kind::Guest { .. } | Kind::Channel(_) => false,
         }
     }
 
@@ -186,6 +193,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Guest { inner, .. } => inner.size_hint(),
+            Kind::Channel(_) => SizeHint::default(),
         }
     }
 }
@@ -205,6 +213,9 @@ impl ResponseBody {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
+            Kind::Channel(receiver) => receiver
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
             Kind::Guest {
                 inner,
                 limit,

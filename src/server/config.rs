@@ -1,9 +1,10 @@
-//! How a server runs: its state folder, its domain, the settings every app runs under, and the
-//! server's own limits, with their defaults.
+//! How a server runs: its state folder, its domain, the settings every app runs under, the
+//! server's own limits, with their defaults, and its certificates.
 
 use std::path::PathBuf;
 
 use crate::app::config::Config;
+use crate::serving::http::TlsConfig;
 
 /// Executions one app may have in flight at once, all its Micros together: a flood on one app
 /// takes at most this many of the pool's slots (sized for every connection the front door
@@ -28,6 +29,8 @@ pub struct ServerConfig {
     pub app_max_in_flight: usize,
     /// Releases kept per app ([`DEFAULT_KEEP_RELEASES`]).
     pub keep_releases: usize,
+    /// The certificates to speak HTTPS with (HTTP/2 and HTTP/1.1); `None`: plain HTTP/1.1.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
@@ -39,6 +42,7 @@ impl ServerConfig {
             app: Config::default(),
             app_max_in_flight: DEFAULT_APP_MAX_IN_FLIGHT,
             keep_releases: DEFAULT_KEEP_RELEASES,
+            tls: None,
         }
     }
 }

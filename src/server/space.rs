@@ -10,9 +10,11 @@ use anyhow::{Context as _, bail};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument as _;
 
 use super::config::ServerConfig;
 use super::hosts::{AppName, Destination, Hosts};
+use super::logs::APP_SPAN;
 use super::registry::{Registry, Release, SqliteRegistry, User};
 use crate::app::App;
 use crate::app::config::{Config, EnvSetting};
@@ -54,6 +56,8 @@ pub(crate) struct Hosted {
 /// A loaded release and its running schedule.
 pub(crate) struct Live {
     pub(crate) app: App,
+    /// The span of the app's work: its lines go to its own log (`super::logs`).
+    pub(crate) span: tracing::Span,
     /// Stops the release's scheduled actions (they finish the runs in flight).
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -108,7 +112,7 @@ impl Space {
             let hosted = space.hosted_or_new(&name);
             if let Some(release) = record.current {
                 match space.load_release(&name, release) {
-                    Ok(app) => hosted.swap(Some(Live::start(app))),
+                    Ok(app) => hosted.swap(Some(Live::start(app, &name))),
                     Err(error) => tracing::error!(
                         app = %name,
                         release,
@@ -302,9 +306,13 @@ impl Hosted {
 
 impl Live {
     /// A loaded release, its schedule not started yet.
-    pub(crate) fn start(app: App) -> Self {
+    pub(crate) fn start(app: App, name: &AppName) -> Self {
         let (stop, _) = tokio::sync::watch::channel(false);
-        Self { app, stop }
+        Self {
+            app,
+            span: tracing::info_span!(parent: None, APP_SPAN, app = %name),
+            stop,
+        }
     }
 
     /// Runs the release's scheduled actions until it is swapped out.
@@ -315,9 +323,12 @@ impl Live {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                app.run_schedule(Arc::new(SystemClock), stopped).await;
-            });
+            runtime.spawn(
+                async move {
+                    app.run_schedule(Arc::new(SystemClock), stopped).await;
+                }
+                .instrument(self.span.clone()),
+            );
         }
     }
 }

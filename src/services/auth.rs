@@ -194,15 +194,17 @@ fn take_credentials(headers: &mut HeaderMap) -> Vec<(String, Kind)> {
         ));
     }
     headers.remove(APP_KEY_HEADER);
+    // Read as bytes: a value that is not plain text must not slip through unread.
     let bearer: Vec<String> = headers
         .get_all(AUTHORIZATION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
         .filter_map(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
+            let value = v.as_bytes().trim_ascii();
+            let space = value.iter().position(|&b| b == b' ')?;
+            let (scheme, token) = value.split_at(space);
             scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_string())
+                .eq_ignore_ascii_case(b"bearer")
+                .then(|| String::from_utf8_lossy(token.trim_ascii()).into_owned())
         })
         .collect();
     if !bearer.is_empty() {
@@ -212,24 +214,26 @@ fn take_credentials(headers: &mut HeaderMap) -> Vec<(String, Kind)> {
     }
     let mut kept = Vec::new();
     let mut changed = false;
+    // Split as bytes, not text: a browser sends cookies of other names whose values are not
+    // ASCII (UTF-8), and the owner's must be taken out of such a header too, never passed on.
     for value in headers.get_all(COOKIE) {
-        let Ok(text) = value.to_str() else {
-            kept.push(value.clone());
-            continue;
-        };
-        let mut rest = Vec::new();
-        for pair in text.split(';') {
-            match pair.trim().split_once('=') {
-                Some((name, token)) if name.trim() == OWNER_COOKIE => {
-                    found.push((token.trim().trim_matches('"').to_string(), Kind::Cookie));
-                    changed = true;
-                }
-                _ if pair.trim().is_empty() => {}
-                _ => rest.push(pair.trim()),
+        let mut rest: Vec<&[u8]> = Vec::new();
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            let (name, token) = match pair.iter().position(|&b| b == b'=') {
+                Some(equals) => (&pair[..equals], &pair[equals + 1..]),
+                None => (pair, &b""[..]),
+            };
+            if name.trim_ascii() == OWNER_COOKIE.as_bytes() {
+                let token = String::from_utf8_lossy(token.trim_ascii());
+                found.push((token.trim_matches('"').to_string(), Kind::Cookie));
+                changed = true;
+            } else if !pair.is_empty() {
+                rest.push(pair);
             }
         }
         if !rest.is_empty()
-            && let Ok(value) = HeaderValue::from_str(&rest.join("; "))
+            && let Ok(value) = HeaderValue::from_bytes(&rest.join(&b"; "[..]))
         {
             kept.push(value);
         }
@@ -311,5 +315,28 @@ mod tests {
         take_credentials(&mut headers);
         assert_eq!(headers[AUTHORIZATION], "Basic dTpw");
         assert!(!headers.contains_key(COOKIE));
+    }
+
+    /// Found by the `front_door` fuzz target: a `Cookie` header that is not plain text (another
+    /// cookie's UTF-8 value) passed to the guest whole, the owner's cookie in it.
+    #[test]
+    fn credentials_are_taken_from_headers_that_are_not_text() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"micros_owner=secret1; name=Ren\xc3\xa9e; x=\xff")
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer secret2\xff").unwrap_or_else(|e| panic!("{e}")),
+        );
+        let found = take_credentials(&mut headers);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[1], ("secret1".to_string(), Kind::Cookie));
+        assert!(!headers.contains_key(AUTHORIZATION));
+        assert_eq!(headers[COOKIE].as_bytes(), b"name=Ren\xc3\xa9e; x=\xff");
+        let passed = format!("{headers:?}");
+        assert!(!passed.contains("secret"), "{passed}");
     }
 }

@@ -71,6 +71,14 @@ impl Service {
         }
     }
 }
+
+/// Whether `item` matches the Base query `query` (a request's `query`, `null` for none), or why
+/// the query is refused: what `POST .../query` runs on each item; public for the fuzz targets.
+#[doc(hidden)]
+pub fn query_matches(query: &Value, item: &serde_json::Map<String, Value>) -> Result<bool, String> {
+    Ok(query::matches(&query::parse_query(Some(query))?, item))
+}
+
 /// The file of the embedded store, in the app's state folder.
 pub const DATA_FILE: &str = "data.sqlite3";
 /// Characters a base name may have: Deta's names were short words.

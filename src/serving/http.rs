@@ -7,6 +7,7 @@ mod conformance;
 mod forwarded;
 mod linger;
 mod server;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -25,11 +26,13 @@ use tracing::Instrument as _;
 pub use access::ACCESS_TARGET;
 pub use admin::{METRICS_PATH, serve_admin};
 pub use forwarded::ClientAddr;
-pub use server::serve;
-pub(crate) use server::{FrontDoorRequest, Handler, SHUTDOWN_GRACE, accept};
+pub(crate) use server::{AbortOnDrop, FrontDoorRequest, Handler, SHUTDOWN_GRACE, accept};
+pub use server::{H2_MAX_CONCURRENT_STREAMS, serve};
+pub(crate) use tls::Tls;
+pub use tls::{RELOAD_SETTLE, TlsConfig};
 
 use crate::app::App;
-use crate::sandbox::{ExecutionError, ResponseBody};
+use crate::sandbox::{ExecutionError, OverTls, ResponseBody};
 use crate::spec::routing::Route;
 
 /// The header that carries a request's id, in every response and in the log.
@@ -179,7 +182,15 @@ impl App {
         }
         record.status = response.status().as_u16();
         record.bodiless |= matches!(record.status, 204 | 304);
-        response.map(|body| body.on_end(move |end| record.finish(end)))
+        // The access line is written in the caller's span (a server's `app` span, which routes
+        // the line to the app's own log), though the body ends outside it.
+        let caller = tracing::Span::current();
+        response.map(|body| {
+            body.on_end(move |end| {
+                let _entered = caller.enter();
+                record.finish(end);
+            })
+        })
     }
 
     /// Serves the owner's request for the app's Base or Drive.
@@ -220,8 +231,12 @@ impl App {
         )
     }
 
-    /// Whether a request came over TLS: only a trusted proxy can say so.
+    /// Whether a request came over TLS: the server's own (`micros server --tls-cert`), or a
+    /// trusted proxy's, as only a trusted proxy can say.
     fn via_tls<B>(&self, request: &Request<B>) -> bool {
+        if request.extensions().get::<OverTls>().is_some() {
+            return true;
+        }
         let peer = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
         forwarded::via_tls(
             request.headers(),

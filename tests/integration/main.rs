@@ -21,6 +21,7 @@ mod smuggling;
 mod sqlite;
 mod starters;
 mod support;
+mod tls;
 mod tmp;
 mod watch;
 mod world;

@@ -710,6 +710,46 @@ async fn the_cli_logs_in_pushes_and_lists() {
     )
     .await;
     assert!(served.contains("\r\nhello from micros\n"), "{served}");
+    // The app's log: its access lines, kept, and streamed to a follower as they come.
+    let (ok, out, err) = run(vec!["logs".into(), "notes".into()]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.lines().any(|l| l.contains("INFO access")
+            && l.contains("status=200")
+            && l.contains("micro=web")),
+        "{out}"
+    );
+    let mut follower = tokio::process::Command::new(MICROS)
+        .args(["logs", "notes", "--follow"])
+        .env("MICROS_CONFIG", &logins)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut followed = tokio::io::BufReader::new(follower.stdout.take().unwrap()).lines();
+    let seen = async {
+        loop {
+            // Sent until the follower sees it: it may subscribe after the first one.
+            raw(
+                url.trim_start_matches("http://").parse().unwrap(),
+                format!("GET /followed HTTP/1.1\r\nhost: notes.localhost:{port}\r\nconnection: close\r\n\r\n").as_bytes(),
+                Duration::from_secs(10),
+            )
+            .await;
+            while let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_millis(500), followed.next_line()).await
+            {
+                if line.contains("path=/followed") {
+                    return line;
+                }
+            }
+        }
+    };
+    let line = tokio::time::timeout(Duration::from_secs(30), seen)
+        .await
+        .unwrap();
+    assert!(line.contains("status=200"), "{line}");
+    follower.kill().await.unwrap();
     let (ok, out, err) = run(vec!["releases".into(), "notes".into()]).await;
     assert!(ok, "{err}");
     assert!(out.starts_with("1 (current)  version 1.2.3"), "{out}");

@@ -29,20 +29,40 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Installs the subscriber for the whole process.
-pub(crate) fn install(format: LogFormat) {
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter(std::env::var("RUST_LOG").ok().as_deref()))
-        .with_writer(Stderr)
-        // A line that cannot be written (the log's reader went away) is dropped. Reported, it
-        // would be printed to that same stderr, which panics: a request would fail with it.
-        .log_internal_errors(false);
-    match format {
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+/// Installs the subscriber for the whole process; with `app_logs`, also the layer that keeps
+/// each hosted app's lines for `micros logs` (at `info` and above, whatever `RUST_LOG` says).
+pub(crate) fn install(format: LogFormat, app_logs: bool) {
+    if !app_logs {
+        let logs = tracing_subscriber::fmt()
+            .with_env_filter(filter(std::env::var("RUST_LOG").ok().as_deref()))
+            .with_writer(Stderr)
+            // A line that cannot be written (the log's reader went away) is dropped. Reported, it
+            // would be printed to that same stderr, which panics: a request would fail with it.
+            .log_internal_errors(false);
+        match format {
+            LogFormat::Text => logs
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init(),
+            LogFormat::Json => logs.json().flatten_event(true).init(),
+        }
+        return;
     }
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(Stderr)
+        .log_internal_errors(false);
+    let stderr = match format {
+        LogFormat::Text => stderr
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        LogFormat::Json => stderr.json().flatten_event(true).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(stderr.with_filter(filter(std::env::var("RUST_LOG").ok().as_deref())))
+        .with(micros::server::LogLayer.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
+        .init();
 }
 
 /// From now until the guard is dropped, log lines go to stderr through a thread of their own

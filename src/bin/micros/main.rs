@@ -158,6 +158,16 @@ enum Command {
         #[command(subcommand)]
         command: remote::UsersCommand,
     },
+    /// Show an app's recent log lines and access lines on the server; `--follow` streams new ones.
+    Logs {
+        /// The app's name.
+        app: String,
+        /// Keep streaming new lines until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        server: remote::ServerArg,
+    },
     /// Set or list the preset values of an app on the server.
     Env {
         #[command(subcommand)]
@@ -305,6 +315,22 @@ struct ServerCommand {
     /// Releases kept per app.
     #[arg(long, value_name = "N", default_value_t = micros::server::DEFAULT_KEEP_RELEASES)]
     keep_releases: usize,
+    /// Speak HTTPS (HTTP/2 and HTTP/1.1) with this certificate chain (PEM, the server's
+    /// certificate first), served for the domain and `<app>.<domain>`: one for both `DOMAIN` and
+    /// `*.DOMAIN`. Reloaded when the file changes.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Certificates for custom domains, chosen by the name a client asks for (SNI):
+    /// `<host>.crt` with `<host>.key`, or `<host>.pem` holding both. Reloaded when they change.
+    #[arg(long, value_name = "DIR", requires = "tls_cert")]
+    tls_dir: Option<PathBuf>,
+    /// Also listen for plain HTTP here (e.g. `0.0.0.0:80`), answering every request with a
+    /// permanent redirect to the same host and path over HTTPS.
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    redirect_listen: Option<SocketAddr>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -371,7 +397,8 @@ struct Up {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logs::install(cli.log_format);
+    // `micros server` also keeps each app's lines for `micros logs`.
+    logs::install(cli.log_format, matches!(cli.command, Command::Server(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -441,6 +468,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Users { command } => remote::users(command).await,
         Command::Domains { command } => remote::domains(command).await,
         Command::Env { command } => remote::env(command).await,
+        Command::Logs {
+            app,
+            follow,
+            server,
+        } => remote::logs(&app, follow, &server).await,
         Command::Trigger(trigger) => commands::run_trigger(trigger).await,
         Command::Actions { path, actions } => commands::list_actions(&path, actions),
         Command::OwnerToken {
@@ -623,8 +655,29 @@ async fn host(command: ServerCommand) -> anyhow::Result<()> {
     let address = listener
         .local_addr()
         .context("cannot read the listen address")?;
+    let tls = command
+        .tls_cert
+        .zip(command.tls_key)
+        .map(|(cert, key)| micros::server::TlsConfig {
+            dir: command.tls_dir,
+            ..micros::server::TlsConfig::new(cert, key)
+        });
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // The first line on stderr: tests and scripts read the address from it.
-    eprintln!("micros server listening on http://{address}");
+    eprintln!("micros server listening on {scheme}://{address}");
+    let redirect = match command.redirect_listen {
+        None => None,
+        Some(redirect) => {
+            let listener = tokio::net::TcpListener::bind(redirect)
+                .await
+                .with_context(|| format!("--redirect-listen: cannot listen on {redirect}"))?;
+            let bound = listener
+                .local_addr()
+                .context("cannot read the redirect address")?;
+            eprintln!("micros server redirecting http://{bound} to https");
+            Some(listener)
+        }
+    };
     let config = micros::server::ServerConfig {
         domain: command.domain,
         app: Config {
@@ -637,6 +690,7 @@ async fn host(command: ServerCommand) -> anyhow::Result<()> {
         },
         app_max_in_flight: command.app_max_in_flight,
         keep_releases: command.keep_releases,
+        tls,
         ..micros::server::ServerConfig::new(&state_dir)
     };
     let domain = config.domain.clone();
@@ -646,16 +700,23 @@ async fn host(command: ServerCommand) -> anyhow::Result<()> {
     if let Some(token) = token {
         // Printed once, never logged: only its hash is kept.
         eprintln!(
-            "\nThe operator's deploy token (shown this once; keep it safe):\n\n    {token}\n\nLog in with `micros login http://{address}` and give it.\n"
+            "\nThe operator's deploy token (shown this once; keep it safe):\n\n    {token}\n\nLog in with `micros login {scheme}://{address}` and give it.\n"
         );
     }
     tracing::info!(
         state_dir = %state_dir.display(),
-        "serving apps at http://<app>.{domain}:{}",
+        "serving apps at {scheme}://<app>.{domain}:{}",
         address.port()
     );
     let _batching = logs::batch();
-    server.serve(listener, shutdown_signal()).await
+    match redirect {
+        Some(redirect) => {
+            server
+                .serve_with_redirect(listener, redirect, shutdown_signal())
+                .await
+        }
+        None => server.serve(listener, shutdown_signal()).await,
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

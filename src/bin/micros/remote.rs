@@ -217,21 +217,108 @@ impl Remote {
     }
 }
 
-/// `http://host:port` without a trailing slash; only plain HTTP for now.
+/// `http://host:port` or `https://host:port`, without a trailing slash.
 fn normalize_url(url: &str) -> anyhow::Result<String> {
     let url = url.trim().trim_end_matches('/');
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("`{url}` is not a URL such as http://localhost:4200"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => bail!("`{url}`: this client speaks plain HTTP only for now"),
-        _ => bail!("`{url}` is not a URL such as http://localhost:4200"),
+        Some("http" | "https") => {}
+        _ => bail!("`{url}` is not a URL such as http://localhost:4200 or https://example.org"),
     }
     if uri.authority().is_none() {
         bail!("`{url}` names no host");
     }
     Ok(url.to_string())
+}
+
+/// Bytes both ways to a server: TCP, or TLS over it.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A fresh HTTP/1.1 connection to the server at `url`, over TLS for `https://` (see
+/// [`tls_client`]): the sender of its requests, and the URL's authority (their `Host`).
+async fn connect(
+    url: &str,
+) -> anyhow::Result<(
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    http::uri::Authority,
+)> {
+    let uri: http::Uri = url.parse()?;
+    let authority = uri.authority().context("the URL names no host")?.clone();
+    let https = uri.scheme_str() == Some("https");
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((authority.host(), port))
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let stream: Box<dyn Stream> = if https {
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .with_context(|| format!("`{url}` names no host a certificate can be for"))?;
+        let tls = tls_client()?
+            .connect(name, tcp)
+            .await
+            .with_context(|| format!("no TLS with {url}"))?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .with_context(|| format!("cannot speak HTTP with {url}"))?;
+    tokio::spawn(connection);
+    Ok((sender, authority))
+}
+
+/// The TLS client of the server commands. It trusts the CAs in the PEM file `$SSL_CERT_FILE`
+/// if that is set (a private CA's, as OpenSSL and curl read it), else the Mozilla roots built in.
+fn tls_client() -> anyhow::Result<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    match std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+        Some(path) => {
+            use rustls::pki_types::pem::PemObject as _;
+            let path = PathBuf::from(path);
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("SSL_CERT_FILE `{}`: cannot read it", path.display()))?;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.with_context(|| {
+                    format!(
+                        "SSL_CERT_FILE `{}`: not a PEM file of certificates",
+                        path.display()
+                    )
+                })?;
+                roots.add(cert).with_context(|| {
+                    format!(
+                        "SSL_CERT_FILE `{}`: a certificate cannot be used",
+                        path.display()
+                    )
+                })?;
+            }
+            if roots.is_empty() {
+                bail!(
+                    "SSL_CERT_FILE `{}` holds no certificate: give a PEM file of the CAs to \
+                     trust, or unset it to trust the usual ones",
+                    path.display()
+                );
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("the TLS library refused its own default protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }
 
 /// One request to the API over a fresh connection: the status and the JSON answer.
@@ -242,16 +329,7 @@ async fn request(
     path: &str,
     body: Bytes,
 ) -> anyhow::Result<(http::StatusCode, Value)> {
-    let uri: http::Uri = url.parse()?;
-    let authority = uri.authority().context("the URL names no host")?.clone();
-    let port = authority.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((authority.host(), port))
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .with_context(|| format!("cannot speak HTTP with {url}"))?;
-    tokio::spawn(connection);
+    let (mut sender, authority) = connect(url).await?;
     let request = http::Request::builder()
         .method(method)
         .uri(format!("{}{path}", micros::server::API_PREFIX))
@@ -347,8 +425,12 @@ pub(crate) async fn push(
             Bytes::from(bundle),
         )
         .await?;
+    let scheme = remote
+        .url
+        .split_once("://")
+        .map_or("http", |(scheme, _)| scheme);
     eprintln!(
-        "release {} of `{app}` (version {}) is serving at http://{}",
+        "release {} of `{app}` (version {}) is serving at {scheme}://{}",
         answer["release"],
         answer["version"],
         answer["host"].as_str().unwrap_or("?")
@@ -590,4 +672,70 @@ pub(crate) async fn env(command: EnvCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `micros logs APP [--follow]`: the app's last log lines (and, following, each new one) as
+/// `time level message fields` lines.
+pub(crate) async fn logs(app: &str, follow: bool, server: &ServerArg) -> anyhow::Result<()> {
+    let remote = Remote::from(server)?;
+    let (mut sender, authority) = connect(&remote.url).await?;
+    let path = format!(
+        "{}/apps/{app}/logs{}",
+        micros::server::API_PREFIX,
+        if follow { "?follow" } else { "" }
+    );
+    let request = http::Request::get(path)
+        .header(http::header::HOST, authority.as_str())
+        .header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", remote.token),
+        )
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let mut body = response.into_body();
+    if !status.is_success() {
+        let bytes = body.collect().await?.to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        bail!(
+            "{} ({status})",
+            answer["error"].as_str().unwrap_or("the server refused")
+        );
+    }
+    let mut pending = String::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        pending.push_str(&String::from_utf8_lossy(&data));
+        while let Some(end) = pending.find("\n\n") {
+            let event: String = pending.drain(..end + 2).collect();
+            if let Some(json) = event.trim_end().strip_prefix("data: ") {
+                println!("{}", human(json));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One log line as a person reads it: `time level message name=value...`.
+fn human(json: &str) -> String {
+    let Ok(line) = serde_json::from_str::<Value>(json) else {
+        return json.to_string();
+    };
+    let mut text = format!(
+        "{} {:>5} {}",
+        line["time"].as_str().unwrap_or(""),
+        line["level"].as_str().unwrap_or(""),
+        line["message"].as_str().unwrap_or("")
+    );
+    if let Some(fields) = line["fields"].as_object() {
+        for (name, value) in fields {
+            match value.as_str() {
+                Some(text_value) => text.push_str(&format!(" {name}={text_value}")),
+                None => text.push_str(&format!(" {name}={value}")),
+            }
+        }
+    }
+    text
 }

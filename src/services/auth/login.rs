@@ -37,7 +37,7 @@ const PAGE: &str = r#"<!doctype html>
 
 /// Answers `/__space/login`: the form on GET, the cookie on a POST with the right token (then
 /// back to `/`), the form again with 401 on a wrong one. `secure` marks the cookie `Secure`
-/// (the request came over TLS through a trusted proxy).
+/// (the request came over TLS: the server's own, or through a trusted proxy).
 pub(crate) async fn login<B>(
     request: Request<B>,
     credentials: &Credentials,

@@ -114,6 +114,12 @@ fn contains(value: Option<&Value>, operand: &Value) -> bool {
     }
 }
 
+/// Whether `item` holds every condition of at least one group; a query of no groups matches
+/// every item.
+pub(super) fn matches(groups: &[Vec<Condition>], item: &Item) -> bool {
+    groups.is_empty() || groups.iter().any(|all| all.iter().all(|c| holds(item, c)))
+}
+
 pub(super) fn holds(item: &Item, condition: &Condition) -> bool {
     let value = lookup(item, &condition.path);
     let operand = &condition.operand;

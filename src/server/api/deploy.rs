@@ -1,0 +1,256 @@
+//! The calls that change what an app serves: push (a bundle unpacked, checked, compiled and
+//! swapped in), rollback and delete.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt as _;
+
+use super::{Answer, internal, refuse};
+use crate::server::bundle;
+use crate::server::hosts::AppName;
+use crate::server::registry::User;
+use crate::server::space::{Live, Space};
+use crate::serving::http::FrontDoorRequest;
+use crate::settings::state::{ALPHANUMERIC, random_string};
+
+/// `POST /apps/{app}/releases`, the bundle as the body: unpacked, checked and compiled, then
+/// swapped in; the serving release is untouched by any failure.
+pub(super) async fn push(
+    space: &Arc<Space>,
+    user: &User,
+    app: &AppName,
+    request: FrontDoorRequest,
+) -> Result<Answer, Answer> {
+    let _deploying = space.deploys.lock().await;
+    let record = space.registry.app(app.as_str()).map_err(|e| internal(&e))?;
+    if record.as_ref().is_some_and(|r| r.owner != user.name) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("the app name `{app}` is taken by another user: push under another name"),
+        ));
+    }
+    let upload = match receive(space, app, request).await {
+        Ok(upload) => upload,
+        Err(refusal) => {
+            if record.is_none() {
+                let _ = tokio::fs::remove_dir_all(space.app_dir(app)).await;
+            }
+            return Err(refusal);
+        }
+    };
+    if record.is_none() {
+        space
+            .registry
+            .add_app(app.as_str(), &user.name)
+            .map_err(|e| internal(&e))?;
+    }
+    let release = space
+        .registry
+        .add_release(app.as_str(), "", upload.1)
+        .map_err(|e| internal(&e))?;
+    let dir = space.release_dir(app, release.id);
+    let loaded = {
+        let space = Arc::clone(space);
+        let app = app.clone();
+        let dir = dir.clone();
+        let file = upload.0.clone();
+        tokio::task::spawn_blocking(move || -> Result<(crate::app::App, String), Answer> {
+            let _ = std::fs::remove_dir_all(&dir);
+            let bundle = std::fs::File::open(&file).map_err(|e| internal(&e.into()))?;
+            bundle::unpack(std::io::BufReader::new(bundle), &dir)
+                .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+            let manifest = crate::server::space::check_manifest(&dir)
+                .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+            let version = manifest.version.clone();
+            let loaded = space
+                .load_release(&app, release.id)
+                .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+            Ok((loaded, version))
+        })
+        .await
+        .map_err(|e| internal(&e.into()))
+        .and_then(|r| r)
+    };
+    let _ = tokio::fs::remove_file(&upload.0).await;
+    let (loaded, version) = match loaded {
+        Ok(loaded) => loaded,
+        Err(refusal) => {
+            // Nothing of the refused release stays: no row, no folder.
+            let _ = space.registry.remove_release(app.as_str(), release.id);
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            forget_if_empty(space, app);
+            return Err(refusal);
+        }
+    };
+    // The version is known once the manifest is read: the row gets it now.
+    space
+        .registry
+        .set_version(app.as_str(), release.id, &version)
+        .map_err(|e| internal(&e))?;
+    space
+        .registry
+        .set_current(app.as_str(), release.id)
+        .map_err(|e| internal(&e))?;
+    space
+        .hosted_or_new(app)
+        .swap(Some(Live::start(loaded, app)));
+    if let Err(error) = space.prune(app, release.id) {
+        tracing::warn!(app = %app, "old releases were not all removed: {error:#}");
+    }
+    tracing::info!(app = %app, release = release.id, version, "release swapped in");
+    Ok((
+        StatusCode::CREATED,
+        json!({
+            "app": app.as_str(), "release": release.id, "version": version,
+            "bytes": upload.1, "host": space.primary_host(app),
+        }),
+    ))
+}
+
+/// An app made by a push that failed before any release: it is forgotten again.
+fn forget_if_empty(space: &Space, app: &AppName) {
+    if let Ok(Some(record)) = space.registry.app(app.as_str())
+        && record.current.is_none()
+        && space
+            .registry
+            .releases(app.as_str())
+            .is_ok_and(|r| r.is_empty())
+    {
+        let _ = space.registry.delete_app(app.as_str());
+        let _ = std::fs::remove_dir_all(space.app_dir(app));
+    }
+}
+
+/// Streams the uploaded bundle to a file of its own, at most as many bytes as a bundle may
+/// unpack to; the file and its length.
+async fn receive(
+    space: &Space,
+    app: &AppName,
+    request: FrontDoorRequest,
+) -> Result<(std::path::PathBuf, u64), Answer> {
+    let folder = space.app_dir(app).join("uploads");
+    tokio::fs::create_dir_all(&folder)
+        .await
+        .map_err(|e| internal(&e.into()))?;
+    let path = folder.join(format!("{}.tar.gz", random_string(16, ALPHANUMERIC)));
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| internal(&e.into()))?;
+    let mut body = request.into_body();
+    let mut written = 0u64;
+    let result = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("the upload broke off: {e}"),
+                )
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            written += data.len() as u64;
+            if written > bundle::MAX_UNPACKED_BYTES {
+                return Err(refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the bundle is over {} bytes, the most an app may upload",
+                        bundle::MAX_UNPACKED_BYTES
+                    ),
+                ));
+            }
+            write(&mut file, &data).await?;
+        }
+        file.flush().await.map_err(|e| internal(&e.into()))?;
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok((path, written)),
+        Err(refusal) => {
+            drop(file);
+            let _ = tokio::fs::remove_file(&path).await;
+            Err(refusal)
+        }
+    }
+}
+
+async fn write(file: &mut tokio::fs::File, data: &Bytes) -> Result<(), Answer> {
+    file.write_all(data).await.map_err(|e| internal(&e.into()))
+}
+
+/// `POST /apps/{app}/rollback`, `{"release": N}` or nothing for the one before the current.
+pub(super) async fn rollback(
+    space: &Arc<Space>,
+    app: &AppName,
+    body: Value,
+) -> Result<Answer, Answer> {
+    let _deploying = space.deploys.lock().await;
+    let record = space
+        .registry
+        .app(app.as_str())
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, format!("no app `{app}`")))?;
+    let releases = space
+        .registry
+        .releases(app.as_str())
+        .map_err(|e| internal(&e))?;
+    let target = match body.get("release").and_then(Value::as_u64) {
+        Some(id) => releases.iter().find(|r| r.id == id),
+        None => releases
+            .iter()
+            .find(|r| record.current.is_some_and(|current| r.id < current)),
+    };
+    let Some(target) = target.cloned() else {
+        let kept: Vec<String> = releases.iter().map(|r| r.id.to_string()).collect();
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no such release of `{app}` to roll back to (kept: {})",
+                if kept.is_empty() {
+                    "none".to_string()
+                } else {
+                    kept.join(", ")
+                }
+            ),
+        ));
+    };
+    let loaded = {
+        let space = Arc::clone(space);
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || space.load_release(&app, target.id))
+            .await
+            .map_err(|e| internal(&e.into()))?
+            .map_err(|e| refuse(StatusCode::CONFLICT, format!("{e:#}")))?
+    };
+    space
+        .registry
+        .set_current(app.as_str(), target.id)
+        .map_err(|e| internal(&e))?;
+    space
+        .hosted_or_new(app)
+        .swap(Some(Live::start(loaded, app)));
+    tracing::info!(app = %app, release = target.id, "rolled back");
+    Ok((
+        StatusCode::OK,
+        json!({ "app": app.as_str(), "release": target.id, "version": target.version }),
+    ))
+}
+
+/// `DELETE /apps/{app}`: the app, its releases, data, keys and folders.
+pub(super) async fn delete(space: &Arc<Space>, app: &AppName) -> Result<Answer, Answer> {
+    let _deploying = space.deploys.lock().await;
+    space
+        .registry
+        .delete_app(app.as_str())
+        .map_err(|e| internal(&e))?;
+    space.remove(app);
+    crate::server::logs::logs().forget(app.as_str());
+    let _ = tokio::fs::remove_dir_all(space.app_dir(app)).await;
+    tracing::info!(app = %app, "app deleted");
+    Ok((StatusCode::OK, json!({ "deleted": app.as_str() })))
+}
