@@ -15,15 +15,17 @@ use tokio::sync::oneshot;
 use crate::support::{MicroSpec, Reply, micro, raw, send, write_app};
 
 /// A running server on a loopback port, stopped when dropped.
-struct Running {
-    addr: std::net::SocketAddr,
+pub(crate) struct Running {
+    pub(crate) addr: std::net::SocketAddr,
+    /// The plain HTTP listener that redirects to HTTPS, if asked for.
+    pub(crate) redirect: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Running {
     /// Stops it and waits until it has.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -46,8 +48,24 @@ async fn start(
     state: &Path,
     configure: impl FnOnce(&mut ServerConfig),
 ) -> (Running, Option<String>) {
+    start_server(state, false, configure).await
+}
+
+/// Starts a server on `state` with the settings `configure` adjusts, and a plain listener that
+/// redirects to HTTPS if `redirect`; the operator's token if this is its first start.
+pub(crate) async fn start_server(
+    state: &Path,
+    redirect: bool,
+    configure: impl FnOnce(&mut ServerConfig),
+) -> (Running, Option<String>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let plain = if redirect {
+        Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+    } else {
+        None
+    };
+    let redirect = plain.as_ref().map(|l| l.local_addr().unwrap());
     let mut config = ServerConfig::new(state);
     config.app.address = addr;
     configure(&mut config);
@@ -56,12 +74,17 @@ async fn start(
         .unwrap()
         .unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve(listener, async {
+    let shutdown = async {
         let _ = stopped.await;
-    }));
+    };
+    let task = match plain {
+        Some(plain) => tokio::spawn(server.serve_with_redirect(listener, plain, shutdown)),
+        None => tokio::spawn(server.serve(listener, shutdown)),
+    };
     (
         Running {
             addr,
+            redirect,
             stop: Some(stop),
             task: Some(task),
         },

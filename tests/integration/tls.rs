@@ -16,10 +16,10 @@ use micros_guests as guests;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::server::{Running, start_server};
 use crate::support::{MicroSpec, micro, write_app};
 
 /// The servers' domain. Not `localhost` itself: clients refuse a wildcard certificate for a
@@ -182,35 +182,6 @@ fn get(uri: &str, host: Option<&str>) -> Request<Full<Bytes>> {
     request.body(Full::new(Bytes::new())).unwrap()
 }
 
-/// A running server with TLS on a loopback port, stopped when dropped.
-struct Running {
-    addr: SocketAddr,
-    /// The plain HTTP listener that redirects, if asked for.
-    redirect: Option<SocketAddr>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Running {
-    /// Stops it and waits until it has.
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// Starts a server with `tls` on `state`, with a redirect listener if `redirect`; the
 /// operator's token.
 async fn start(state: &Path, tls: TlsConfig, redirect: bool) -> (Running, String) {
@@ -224,40 +195,13 @@ async fn start_with(
     redirect: bool,
     configure: impl FnOnce(&mut ServerConfig),
 ) -> (Running, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let plain = if redirect {
-        Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
-    } else {
-        None
-    };
-    let redirect = plain.as_ref().map(|l| l.local_addr().unwrap());
-    let mut config = ServerConfig::new(state);
-    config.app.address = addr;
-    config.domain = DOMAIN.into();
-    config.tls = Some(tls);
-    configure(&mut config);
-    let (server, token) = tokio::task::spawn_blocking(move || Server::open(config))
-        .await
-        .unwrap()
-        .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let shutdown = async {
-        let _ = stopped.await;
-    };
-    let task = match plain {
-        Some(plain) => tokio::spawn(server.serve_with_redirect(listener, plain, shutdown)),
-        None => tokio::spawn(server.serve(listener, shutdown)),
-    };
-    (
-        Running {
-            addr,
-            redirect,
-            stop: Some(stop),
-            task: Some(task),
-        },
-        token.unwrap(),
-    )
+    let (running, token) = start_server(state, redirect, |config| {
+        config.domain = DOMAIN.into();
+        config.tls = Some(tls);
+        configure(config);
+    })
+    .await;
+    (running, token.unwrap())
 }
 
 /// Calls the admin API over HTTPS (HTTP/1.1, at the server's own host): the status and the
