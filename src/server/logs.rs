@@ -97,18 +97,24 @@ where
 {
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        let is_app = attributes.metadata().name() == APP_SPAN;
+        // Only spans of an app's work are recorded: the rest of the process costs nothing here.
+        if !is_app
+            && !span
+                .scope()
+                .skip(1)
+                .any(|s| s.extensions().get::<AppOf>().is_some())
+        {
+            return;
+        }
         let mut fields = Fields::default();
         attributes.record(&mut fields);
         let mut extensions = span.extensions_mut();
-        if attributes.metadata().name() == APP_SPAN {
+        if is_app {
             if let Some(Value::String(app)) = fields.0.get(APP_SPAN) {
                 extensions.insert(AppOf(app.clone()));
             }
-        } else if span
-            .scope()
-            .skip(1)
-            .any(|s| s.extensions().get::<AppOf>().is_some())
-        {
+        } else {
             extensions.insert(SpanFields(fields.0));
         }
     }

@@ -21,8 +21,9 @@ use crate::app::config::{Config, EnvSetting};
 use crate::engine::Engine;
 use crate::sandbox::ResponseBody;
 use crate::services::auth::AuthMode;
+use crate::services::auth::Credentials;
 use crate::serving::actions::SystemClock;
-use crate::settings::state::{ALPHANUMERIC, random_string};
+use crate::settings::state::{ALPHANUMERIC, StateDir, random_string};
 use crate::spec::manifest::{MAX_ACTIONS_PER_APP, Manifest};
 
 /// Characters of a deploy token: 40 of 62 symbols (about 238 bits), kept only as a hash.
@@ -92,19 +93,15 @@ impl Space {
             None
         };
         let engine = crate::app::shared_engine(&config.app, MAX_ACTIONS_PER_APP * 4)?;
-        let custom = registry
-            .domains()?
-            .into_iter()
-            .filter_map(|(host, app)| Some((host, app.parse().ok()?)))
-            .collect::<Vec<_>>();
         let space = Self {
-            hosts: RwLock::new(Hosts::new(&config.domain, custom)),
+            hosts: RwLock::new(Hosts::default()),
             config,
             engine,
             registry: Arc::new(registry),
             apps: RwLock::new(HashMap::new()),
             deploys: tokio::sync::Mutex::new(()),
         };
+        space.reload_hosts()?;
         for record in space.registry.apps()? {
             let Ok(name) = record.name.parse::<AppName>() else {
                 continue;
@@ -150,7 +147,7 @@ impl Space {
     /// How `app` is run: the server's settings, its own state folder and host name.
     pub(crate) fn app_config(&self, app: &AppName) -> Config {
         Config {
-            state_dir: Some(self.app_dir(app).join("state")),
+            state_dir: Some(self.state_dir(app)),
             hostname: Some(self.primary_host(app)),
             auth: AuthMode::Required,
             env: Vec::new(),
@@ -223,27 +220,32 @@ impl Space {
         if let Some(hosted) = hosted {
             hosted.swap(None);
         }
+        if let Err(error) = self.reload_hosts() {
+            tracing::warn!(app = %name, "the host map was not reloaded: {error:#}");
+        }
+    }
+
+    /// Makes the host map the registry's custom domains, under the server's domain: after a
+    /// domain was added or an app deleted.
+    pub(crate) fn reload_hosts(&self) -> anyhow::Result<()> {
         let custom = self
             .registry
-            .domains()
-            .unwrap_or_default()
+            .domains()?
             .into_iter()
             .filter_map(|(host, app)| Some((host, app.parse().ok()?)));
         *self.hosts.write().unwrap_or_else(PoisonError::into_inner) =
             Hosts::new(&self.config.domain, custom);
+        Ok(())
     }
 
-    /// Serves `app` at `host` too, from now on.
-    pub(crate) fn add_domain(&self, host: &str, app: &AppName) {
-        let custom = self
-            .registry
-            .domains()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(host, app)| Some((host, app.parse().ok()?)))
-            .chain([(host.to_string(), app.clone())]);
-        *self.hosts.write().unwrap_or_else(PoisonError::into_inner) =
-            Hosts::new(&self.config.domain, custom);
+    /// The credentials (owner token, app keys) of `app`, from its state folder.
+    pub(crate) fn credentials(&self, app: &AppName) -> anyhow::Result<Credentials> {
+        Ok(Credentials::open(&StateDir::open(self.state_dir(app))?))
+    }
+
+    /// The state folder of `app`: keys, data, `/tmp` folders, compile cache.
+    fn state_dir(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("state")
     }
 
     /// Where a normalised host leads.

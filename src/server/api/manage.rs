@@ -143,7 +143,7 @@ pub(super) fn add_domain(space: &Space, app: &AppName, body: Value) -> Result<An
         .registry
         .add_domain(&host, app.as_str())
         .map_err(|e| internal(&e))?;
-    space.add_domain(&host, app);
+    space.reload_hosts().map_err(|e| internal(&e))?;
     Ok((
         StatusCode::CREATED,
         json!({ "app": app.as_str(), "host": host }),
@@ -153,10 +153,9 @@ pub(super) fn add_domain(space: &Space, app: &AppName, body: Value) -> Result<An
 /// `POST /apps/{app}/owner-token`: a new owner token for the app's private routes and login
 /// page (the old one stops working), shown once.
 pub(super) fn owner_token(space: &Space, app: &AppName) -> Result<Answer, Answer> {
-    let state = crate::settings::state::StateDir::open(space.app_dir(app).join("state"))
-        .map_err(|e| internal(&e))?;
-    let token = crate::services::auth::Credentials::open(&state)
-        .rotate_owner_token()
+    let token = space
+        .credentials(app)
+        .and_then(|credentials| credentials.rotate_owner_token())
         .map_err(|e| internal(&e))?;
     Ok((
         StatusCode::OK,
@@ -261,9 +260,7 @@ pub(super) enum KeyCall<'a> {
 /// `GET|POST /apps/{app}/keys`, `DELETE /apps/{app}/keys/{name}`: the app keys of Micros with
 /// `presets.api_keys` (a new key is shown once).
 pub(super) fn keys(space: &Space, app: &AppName, call: KeyCall<'_>) -> Result<Answer, Answer> {
-    let state = crate::settings::state::StateDir::open(space.app_dir(app).join("state"))
-        .map_err(|e| internal(&e))?;
-    let credentials = crate::services::auth::Credentials::open(&state);
+    let credentials = space.credentials(app).map_err(|e| internal(&e))?;
     match call {
         KeyCall::List => {
             let keys = credentials.keys().map_err(|e| internal(&e))?;
