@@ -36,6 +36,8 @@ pub(crate) struct AppInner {
     pub(crate) hostname: String,
     /// Every action with its effective schedule.
     pub(crate) actions: Vec<crate::app::actions::ActionInfo>,
+    /// How each action's last run went.
+    pub(crate) last_runs: crate::app::actions::LastRuns,
     /// The front door's limits.
     pub(crate) front_door: crate::settings::limits::FrontDoor,
     /// Whether credentials are checked.
@@ -230,6 +232,7 @@ impl App {
                 router,
                 hostname,
                 actions,
+                last_runs: crate::app::actions::LastRuns::default(),
                 front_door: config.front_door.clone(),
                 auth: config.auth,
                 credentials,

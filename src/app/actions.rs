@@ -49,6 +49,24 @@ impl App {
     pub fn actions(&self) -> &[ActionInfo] {
         &self.inner.actions
     }
+
+    /// The last run of action `id` since the app was loaded, or since the release it replaced
+    /// was ([`App::carry_last_runs`]).
+    pub(crate) fn last_run(&self, id: &str) -> Option<LastRun> {
+        self.inner.last_runs.get(id)
+    }
+
+    /// Takes on the last runs `earlier` (the release this one replaces) recorded, for the
+    /// actions this one has and has not run yet.
+    pub(crate) fn carry_last_runs(&self, earlier: &App) {
+        for action in &self.inner.actions {
+            if self.last_run(&action.id).is_none()
+                && let Some(run) = earlier.last_run(&action.id)
+            {
+                self.inner.last_runs.record(&action.id, run);
+            }
+        }
+    }
 }
 
 /// Every action of a manifest with the operator's overrides applied; an override naming no
@@ -87,6 +105,42 @@ pub fn resolve(
         }
     }
     Ok(actions)
+}
+
+/// How the last run of an action went, kept in memory while the server runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LastRun {
+    /// When it started.
+    pub at: DateTime<Utc>,
+    /// What the Micro answered, if it did.
+    pub status: Option<u16>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// Why it failed, if it did.
+    pub failure: Option<String>,
+}
+
+/// The last run of each action of an app, by action id.
+#[derive(Debug, Default)]
+pub(crate) struct LastRuns(std::sync::Mutex<std::collections::HashMap<String, LastRun>>);
+
+impl LastRuns {
+    /// Records a run of action `id`.
+    pub(crate) fn record(&self, id: &str, run: LastRun) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_string(), run);
+    }
+
+    /// The last run of action `id`, if it ran.
+    pub(crate) fn get(&self, id: &str) -> Option<LastRun> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
 }
 
 /// The next run of an action after `now`, if it is on.

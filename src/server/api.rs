@@ -14,7 +14,7 @@ use super::registry::User;
 use super::space::{Live, Space};
 use crate::sandbox::ResponseBody;
 use crate::serving::http::FrontDoorRequest;
-use deploy::{delete, push, rollback};
+use deploy::{delete, install, push, rollback, update};
 use manage::{
     KeyCall, actions, add_domain, add_user, keys, list_apps, list_env, log_stream, owner_token,
     releases, run_action, set_env,
@@ -106,6 +106,15 @@ async fn answer(space: &Arc<Space>, request: FrontDoorRequest) -> Result<Answer,
             let app = owned(space, &user, app)?;
             let body = read_json(request).await?;
             rollback(space, &app, body).await
+        }
+        (&Method::POST, ["apps", app, "instances"]) => {
+            let app = installable(space, &user, app)?;
+            let body = read_json(request).await?;
+            install(space, &user, &app, body).await
+        }
+        (&Method::POST, ["apps", app, "update"]) => {
+            let app = owned(space, &user, app)?;
+            update(space, &app).await
         }
         (&Method::DELETE, ["apps", app]) => {
             let app = owned(space, &user, app)?;
@@ -206,6 +215,22 @@ fn owned(space: &Space, user: &User, text: &str) -> Result<AppName, Answer> {
         )),
         Err(error) => Err(internal(&error)),
     }
+}
+
+/// The app `text` names, if `user` may install it: its owner, or the operator.
+fn installable(space: &Space, user: &User, text: &str) -> Result<AppName, Answer> {
+    if user.operator {
+        let name = app_name(text)?;
+        return match space.registry.app(name.as_str()) {
+            Ok(Some(_)) => Ok(name),
+            Ok(None) => Err(refuse(
+                StatusCode::NOT_FOUND,
+                format!("no app `{name}`: `micros apps` lists them"),
+            )),
+            Err(error) => Err(internal(&error)),
+        };
+    }
+    owned(space, user, text)
 }
 
 /// Reads a small JSON body (an empty one is `null`).

@@ -27,6 +27,9 @@ pub(crate) struct AppRecord {
     pub owner: String,
     /// The release it serves, if one was pushed.
     pub current: Option<u64>,
+    /// For an instance (`micros install`), the app whose releases it runs; `None` for an app
+    /// that is pushed to.
+    pub source: Option<String>,
 }
 
 /// One release of an app: an unpacked, checked bundle.
@@ -58,6 +61,15 @@ pub(crate) trait Registry: Send + Sync + 'static {
     fn app(&self, name: &str) -> anyhow::Result<Option<AppRecord>>;
     /// Records a new app of `owner`, with no release yet.
     fn add_app(&self, name: &str, owner: &str) -> anyhow::Result<()>;
+    /// Records an instance `name` of `source`, owned by `owner`, serving `release` of
+    /// `source`'s.
+    fn add_instance(
+        &self,
+        name: &str,
+        owner: &str,
+        source: &str,
+        release: u64,
+    ) -> anyhow::Result<()>;
     /// Forgets an app, its releases and its domains.
     fn delete_app(&self, name: &str) -> anyhow::Result<()>;
     /// Records a release of `app` and returns its number (one past the highest so far).
@@ -110,7 +122,8 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS apps (
     name TEXT PRIMARY KEY,
     owner TEXT NOT NULL REFERENCES users(name),
-    current INTEGER
+    current INTEGER,
+    source TEXT REFERENCES apps(name)
 );
 CREATE TABLE IF NOT EXISTS releases (
     app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
@@ -146,6 +159,7 @@ impl SqliteRegistry {
         connection
             .execute_batch(SCHEMA)
             .context("failed to make the registry's tables")?;
+        migrate(&connection).context("failed to bring the registry up to date")?;
         Ok(Self {
             connection: Mutex::new(connection),
         })
@@ -155,6 +169,19 @@ impl SqliteRegistry {
         let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         f(&connection).context("the registry failed")
     }
+}
+
+/// Brings a registry written by an earlier micros up to this one's tables: columns added
+/// since are added, empty for the rows already there.
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    let has_source = connection
+        .prepare("SELECT 1 FROM pragma_table_info('apps') WHERE name = 'source'")?
+        .exists([])?;
+    if !has_source {
+        connection
+            .execute_batch("ALTER TABLE apps ADD COLUMN source TEXT REFERENCES apps(name)")?;
+    }
+    Ok(())
 }
 
 /// SHA-256 of a token, hex: the registry keeps no token itself.
@@ -174,6 +201,7 @@ fn app_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
         name: row.get(0)?,
         owner: row.get(1)?,
         current: row.get::<_, Option<i64>>(2)?.map(|id| id as u64),
+        source: row.get(3)?,
     })
 }
 
@@ -230,7 +258,8 @@ impl Registry for SqliteRegistry {
 
     fn apps(&self) -> anyhow::Result<Vec<AppRecord>> {
         self.with(|c| {
-            let mut statement = c.prepare("SELECT name, owner, current FROM apps ORDER BY name")?;
+            let mut statement =
+                c.prepare("SELECT name, owner, current, source FROM apps ORDER BY name")?;
             let rows = statement.query_map([], app_record)?;
             rows.collect()
         })
@@ -239,7 +268,7 @@ impl Registry for SqliteRegistry {
     fn app(&self, name: &str) -> anyhow::Result<Option<AppRecord>> {
         self.with(|c| {
             c.query_row(
-                "SELECT name, owner, current FROM apps WHERE name = ?1",
+                "SELECT name, owner, current, source FROM apps WHERE name = ?1",
                 params![name],
                 app_record,
             )
@@ -252,6 +281,22 @@ impl Registry for SqliteRegistry {
             c.execute(
                 "INSERT INTO apps (name, owner) VALUES (?1, ?2)",
                 params![name, owner],
+            )
+        })
+        .map(|_| ())
+    }
+
+    fn add_instance(
+        &self,
+        name: &str,
+        owner: &str,
+        source: &str,
+        release: u64,
+    ) -> anyhow::Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO apps (name, owner, current, source) VALUES (?1, ?2, ?3, ?4)",
+                params![name, owner, release as i64, source],
             )
         })
         .map(|_| ())
@@ -521,5 +566,46 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(registry.apps().unwrap_or_else(|e| panic!("{e}")).len(), 1);
+    }
+
+    #[test]
+    fn a_registry_of_an_earlier_micros_gets_the_instance_column() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("server.db");
+        {
+            let old = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            old.execute_batch(
+                "CREATE TABLE users (name TEXT PRIMARY KEY, operator INTEGER NOT NULL);
+                 CREATE TABLE apps (name TEXT PRIMARY KEY, owner TEXT NOT NULL, current INTEGER);
+                 INSERT INTO users VALUES ('bo', 0);
+                 INSERT INTO apps VALUES ('notes', 'bo', 3);",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let registry = SqliteRegistry::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        registry
+            .add_instance("notes-2", "bo", "notes", 3)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let apps = registry.apps().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            apps,
+            [
+                AppRecord {
+                    name: "notes".into(),
+                    owner: "bo".into(),
+                    current: Some(3),
+                    source: None,
+                },
+                AppRecord {
+                    name: "notes-2".into(),
+                    owner: "bo".into(),
+                    current: Some(3),
+                    source: Some("notes".into()),
+                },
+            ]
+        );
+        drop(registry);
+        // Opening it again finds the column there and leaves it.
+        SqliteRegistry::open(&path).unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -136,6 +136,20 @@ impl Space {
         self.app_dir(app).join("releases").join(release.to_string())
     }
 
+    /// The app whose releases `app` runs: its source for an instance, else itself.
+    pub(crate) fn release_owner(&self, app: &AppName) -> anyhow::Result<AppName> {
+        let source = self
+            .registry
+            .app(app.as_str())?
+            .and_then(|record| record.source);
+        Ok(match source {
+            Some(source) => source
+                .parse()
+                .map_err(|e| anyhow::anyhow!("the registry names a bad source app: {e}"))?,
+            None => app.clone(),
+        })
+    }
+
     /// The primary host of `app`.
     pub(crate) fn primary_host(&self, app: &AppName) -> String {
         self.hosts
@@ -158,7 +172,7 @@ impl Space {
 
     /// Loads (and, unless the compile cache has them, compiles) one release of `app`. Blocking.
     pub(crate) fn load_release(&self, app: &AppName, release: u64) -> anyhow::Result<App> {
-        let dir = self.release_dir(app, release);
+        let dir = self.release_dir(&self.release_owner(app)?, release);
         let manifest = Manifest::load(&dir).map_err(|e| anyhow::anyhow!(strip(&e, &dir)))?;
         let mut config = self.app_config(app);
         config.env = self.env_settings(app, &manifest)?;
@@ -256,11 +270,19 @@ impl Space {
             .destination(host)
     }
 
-    /// Forgets the releases of `app` past the newest `keep`, except `current`: rows and folders.
+    /// Forgets the releases of `app` past the newest `keep`, except `current` and those an
+    /// instance of `app` serves: rows and folders.
     pub(crate) fn prune(&self, app: &AppName, current: u64) -> anyhow::Result<()> {
         let releases: Vec<Release> = self.registry.releases(app.as_str())?;
+        let served: Vec<u64> = self
+            .registry
+            .apps()?
+            .into_iter()
+            .filter(|record| record.source.as_deref() == Some(app.as_str()))
+            .filter_map(|record| record.current)
+            .collect();
         for release in releases.iter().skip(self.config.keep_releases) {
-            if release.id == current {
+            if release.id == current || served.contains(&release.id) {
                 continue;
             }
             self.registry.remove_release(app.as_str(), release.id)?;
@@ -299,6 +321,9 @@ impl Hosted {
         );
         if let Some(old) = old {
             let _ = old.stop.send(true);
+            if let Some(new) = self.live() {
+                new.app.carry_last_runs(&old.app);
+            }
         }
         if let Some(new) = self.live() {
             new.run_schedule();

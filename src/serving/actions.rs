@@ -69,6 +69,7 @@ impl App {
         let sandbox = &self.inner.micros[index];
         let span = tracing::info_span!("action", micro = %action.micro, action = %action.id);
         let started = Instant::now();
+        let at = chrono::Utc::now();
         let body = format!(
             "{{\"event\":{{\"id\":\"{}\",\"trigger\":\"schedule\"}}}}",
             action.id
@@ -131,6 +132,15 @@ impl App {
                     "action failed: {reason}"
                 ),
             }
+            self.inner.last_runs.record(
+                &action.id,
+                crate::app::actions::LastRun {
+                    at,
+                    status: status.map(|s| s.as_u16()),
+                    duration_ms,
+                    failure: failure.clone(),
+                },
+            );
             ActionReport {
                 status,
                 body,

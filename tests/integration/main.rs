@@ -11,6 +11,7 @@ mod data;
 mod drive;
 mod front_door;
 mod hostile;
+mod instances;
 mod limits;
 mod manifest;
 mod outbound;

@@ -44,7 +44,7 @@ impl Drop for Running {
 }
 
 /// Starts a server on `state`; the operator's token if this is its first start.
-async fn start(
+pub(crate) async fn start(
     state: &Path,
     configure: impl FnOnce(&mut ServerConfig),
 ) -> (Running, Option<String>) {
@@ -93,7 +93,7 @@ pub(crate) async fn start_server(
 }
 
 /// Calls the admin API with `token`: the status and the JSON answer.
-async fn api(
+pub(crate) async fn api(
     server: &Running,
     token: &str,
     method: http::Method,
@@ -113,11 +113,16 @@ async fn api(
 }
 
 /// `GET path` at `host`.
-async fn get(server: &Running, host: &str, path: &str) -> Reply {
+pub(crate) async fn get(server: &Running, host: &str, path: &str) -> Reply {
     get_with(server, host, path, &[]).await
 }
 
-async fn get_with(server: &Running, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+pub(crate) async fn get_with(
+    server: &Running,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     let mut request = Request::get(path).header("host", host);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -126,7 +131,7 @@ async fn get_with(server: &Running, host: &str, path: &str, headers: &[(&str, &s
 }
 
 /// An app folder packed as `micros push` packs it, its manifest at `version`.
-fn bundle(micros: &[MicroSpec], version: &str) -> (tempfile::TempDir, Bytes) {
+pub(crate) fn bundle(micros: &[MicroSpec], version: &str) -> (tempfile::TempDir, Bytes) {
     let (dir, manifest) = write_app(micros);
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(
@@ -138,15 +143,20 @@ fn bundle(micros: &[MicroSpec], version: &str) -> (tempfile::TempDir, Bytes) {
     (dir, Bytes::from(packed))
 }
 
-fn hello() -> Vec<MicroSpec> {
+pub(crate) fn hello() -> Vec<MicroSpec> {
     vec![micro("web", guests::HELLO).primary().toml("public = true")]
 }
 
-fn echo() -> Vec<MicroSpec> {
+pub(crate) fn echo() -> Vec<MicroSpec> {
     vec![micro("web", guests::ECHO).primary().toml("public = true")]
 }
 
-async fn push(server: &Running, token: &str, app: &str, bundle: Bytes) -> (StatusCode, Value) {
+pub(crate) async fn push(
+    server: &Running,
+    token: &str,
+    app: &str,
+    bundle: Bytes,
+) -> (StatusCode, Value) {
     api(
         server,
         token,
@@ -158,7 +168,7 @@ async fn push(server: &Running, token: &str, app: &str, bundle: Bytes) -> (Statu
 }
 
 /// The release folders of `app` on disk.
-fn release_dirs(state: &Path, app: &str) -> Vec<String> {
+pub(crate) fn release_dirs(state: &Path, app: &str) -> Vec<String> {
     let mut dirs: Vec<String> = std::fs::read_dir(state.join("apps").join(app).join("releases"))
         .map(|entries| {
             entries
@@ -776,11 +786,36 @@ async fn the_cli_logs_in_pushes_and_lists() {
     let (ok, out, err) = run(vec!["releases".into(), "notes".into()]).await;
     assert!(ok, "{err}");
     assert!(out.starts_with("1 (current)  version 1.2.3"), "{out}");
+    let (ok, _, err) = run(vec![
+        "install".into(),
+        "notes".into(),
+        "--as".into(),
+        "notes-2".into(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(
+            "installed `notes-2` (release 1 of `notes`, owner operator) at notes-2.localhost"
+        ),
+        "{err}"
+    );
+    let (ok, _, err) = run(vec!["update".into(), "notes-2".into()]).await;
+    assert!(ok && err.contains("already serves release 1"), "{err}");
     let (ok, out, _) = run(vec!["apps".into()]).await;
     assert!(
-        ok && out.starts_with("notes  release 1  notes.localhost"),
+        ok && out.starts_with("notes  release 1  notes.localhost")
+            && out.contains("\nnotes-2  release 1 of notes  notes-2.localhost"),
         "{out}"
     );
+    let (ok, _, err) = run(vec![
+        "apps".into(),
+        "delete".into(),
+        "notes-2".into(),
+        "--yes".into(),
+    ])
+    .await;
+    assert!(ok, "{err}");
     let (ok, _, err) = run(vec!["apps".into(), "delete".into(), "notes".into()]).await;
     assert!(!ok && err.contains("--yes"), "{err}");
     let (ok, _, err) = run(vec![
@@ -909,6 +944,7 @@ async fn preset_values_keys_and_actions_through_the_api() {
     assert_eq!(actions["actions"][0]["id"], "tidy");
     assert_eq!(actions["actions"][0]["schedule"], "1 hour");
     assert!(actions["actions"][0]["next_run"].is_string(), "{actions}");
+    assert_eq!(actions["actions"][0]["last_run"], Value::Null, "{actions}");
     let (status, ran) = api(
         &server,
         &token,
@@ -935,4 +971,28 @@ async fn preset_values_keys_and_actions_through_the_api() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The last run is listed, and kept when a new release is swapped in.
+    for release in ["1", "2"] {
+        if release == "2" {
+            assert_eq!(
+                push(&server, &token, "notes", bundle(&app, "2").1).await.0,
+                StatusCode::CREATED
+            );
+        }
+        let (_, actions) = api(
+            &server,
+            &token,
+            http::Method::GET,
+            "/apps/notes/actions",
+            "",
+        )
+        .await;
+        let last = &actions["actions"][0]["last_run"];
+        assert_eq!(
+            (&last["status"], &last["outcome"], &last["failure"]),
+            (&json!(200), &json!("ok"), &Value::Null),
+            "release {release}: {actions}"
+        );
+        assert!(last["at"].as_str().unwrap().starts_with("20"), "{last}");
+    }
 }

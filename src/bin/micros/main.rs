@@ -153,6 +153,27 @@ enum Command {
         #[command(flatten)]
         server: remote::ServerArg,
     },
+    /// Install another instance of an app on the server: its own host, data, keys, preset
+    /// values and owner, running the app's current release until `micros update`.
+    Install {
+        /// The app to install (one you pushed; the operator may install any).
+        app: String,
+        /// The new instance's name: it is served at `<NAME>.<domain>`.
+        #[arg(long = "as", value_name = "NAME")]
+        name: String,
+        /// The user who will own the instance (operator only; default you).
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        #[command(flatten)]
+        server: remote::ServerArg,
+    },
+    /// Move an instance to the current release of the app it was installed from.
+    Update {
+        /// The instance's name.
+        app: String,
+        #[command(flatten)]
+        server: remote::ServerArg,
+    },
     /// Manage the server's users (operator only).
     Users {
         #[command(subcommand)]
@@ -465,6 +486,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             release,
             server,
         } => remote::rollback(&app, release, &server).await,
+        Command::Install {
+            app,
+            name,
+            user,
+            server,
+        } => remote::install(&app, &name, user.as_deref(), &server).await,
+        Command::Update { app, server } => remote::update(&app, &server).await,
         Command::Users { command } => remote::users(command).await,
         Command::Domains { command } => remote::domains(command).await,
         Command::Env { command } => remote::env(command).await,

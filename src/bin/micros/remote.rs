@@ -444,8 +444,12 @@ pub(crate) async fn apps(server: &ServerArg) -> anyhow::Result<()> {
         .call(http::Method::GET, "/apps", Bytes::new())
         .await?;
     for app in answer["apps"].as_array().into_iter().flatten() {
+        let source = app["instance_of"]
+            .as_str()
+            .map(|source| format!(" of {source}"))
+            .unwrap_or_default();
         println!(
-            "{}  release {}  {}  (owner {})",
+            "{}  release {}{source}  {}  (owner {})",
             app["name"].as_str().unwrap_or("?"),
             app["release"],
             app["hosts"]
@@ -526,8 +530,16 @@ pub(crate) async fn apps_command(command: AppsCommand) -> anyhow::Result<()> {
                 let path = format!("/apps/{app}/actions");
                 let answer = remote.call(http::Method::GET, &path, Bytes::new()).await?;
                 for action in answer["actions"].as_array().into_iter().flatten() {
+                    let last = &action["last_run"];
+                    let last = match last["at"].as_str() {
+                        None => "never run".to_string(),
+                        Some(at) => match last["failure"].as_str() {
+                            None => format!("last {at} ok ({})", last["status"]),
+                            Some(failure) => format!("last {at} failed: {failure}"),
+                        },
+                    };
                     println!(
-                        "{}  {}  {}  next {}",
+                        "{}  {}  {}  next {}  {last}",
                         action["micro"].as_str().unwrap_or("?"),
                         action["id"].as_str().unwrap_or("?"),
                         action["schedule"].as_str().unwrap_or("off"),
@@ -599,6 +611,57 @@ pub(crate) async fn rollback(
         answer["release"],
         answer["version"].as_str().unwrap_or("?")
     );
+    Ok(())
+}
+
+/// `micros install APP --as NAME [--user USER]`.
+pub(crate) async fn install(
+    app: &str,
+    name: &str,
+    user: Option<&str>,
+    server: &ServerArg,
+) -> anyhow::Result<()> {
+    let mut body = json!({ "name": name });
+    if let Some(user) = user {
+        body["user"] = json!(user);
+    }
+    let answer = Remote::from(server)?
+        .call(
+            http::Method::POST,
+            &format!("/apps/{app}/instances"),
+            Bytes::from(body.to_string()),
+        )
+        .await?;
+    eprintln!(
+        "installed `{name}` (release {} of `{}`, owner {}) at {}",
+        answer["release"],
+        answer["instance_of"].as_str().unwrap_or(app),
+        answer["owner"].as_str().unwrap_or("?"),
+        answer["host"].as_str().unwrap_or("?"),
+    );
+    Ok(())
+}
+
+/// `micros update NAME`.
+pub(crate) async fn update(app: &str, server: &ServerArg) -> anyhow::Result<()> {
+    let answer = Remote::from(server)?
+        .call(
+            http::Method::POST,
+            &format!("/apps/{app}/update"),
+            Bytes::new(),
+        )
+        .await?;
+    if answer["updated"].as_bool() == Some(true) {
+        eprintln!(
+            "`{app}` updated from release {} to {}",
+            answer["from"], answer["release"]
+        );
+    } else {
+        eprintln!(
+            "`{app}` already serves release {}, the newest",
+            answer["release"]
+        );
+    }
     Ok(())
 }
 

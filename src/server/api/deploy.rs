@@ -1,5 +1,5 @@
 //! The calls that change what an app serves: push (a bundle unpacked, checked, compiled and
-//! swapped in), rollback and delete.
+//! swapped in), rollback, installing an instance of an app and updating it, and delete.
 
 use std::sync::Arc;
 
@@ -31,6 +31,15 @@ pub(super) async fn push(
         return Err(refuse(
             StatusCode::FORBIDDEN,
             format!("the app name `{app}` is taken by another user: push under another name"),
+        ));
+    }
+    if let Some(source) = record.as_ref().and_then(|r| r.source.as_ref()) {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!(
+                "`{app}` is an instance of `{source}` and runs its releases: push to `{source}`, \
+                 then `micros update {app}`"
+            ),
         ));
     }
     let upload = match receive(space, app, request).await {
@@ -195,9 +204,10 @@ pub(super) async fn rollback(
         .app(app.as_str())
         .map_err(|e| internal(&e))?
         .ok_or_else(|| refuse(StatusCode::NOT_FOUND, format!("no app `{app}`")))?;
+    let owner = space.release_owner(app).map_err(|e| internal(&e))?;
     let releases = space
         .registry
-        .releases(app.as_str())
+        .releases(owner.as_str())
         .map_err(|e| internal(&e))?;
     let target = match body.get("release").and_then(Value::as_u64) {
         Some(id) => releases.iter().find(|r| r.id == id),
@@ -241,9 +251,20 @@ pub(super) async fn rollback(
     ))
 }
 
-/// `DELETE /apps/{app}`: the app, its releases, data, keys and folders.
+/// `DELETE /apps/{app}`: the app, its releases, data, keys and folders. An app with instances
+/// is kept until they are deleted: they run its releases.
 pub(super) async fn delete(space: &Arc<Space>, app: &AppName) -> Result<Answer, Answer> {
     let _deploying = space.deploys.lock().await;
+    let instances = instances_of(space, app)?;
+    if !instances.is_empty() {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!(
+                "`{app}` has instances that run its releases ({}): delete them first",
+                instances.join(", ")
+            ),
+        ));
+    }
     space
         .registry
         .delete_app(app.as_str())
@@ -253,4 +274,171 @@ pub(super) async fn delete(space: &Arc<Space>, app: &AppName) -> Result<Answer, 
     let _ = tokio::fs::remove_dir_all(space.app_dir(app)).await;
     tracing::info!(app = %app, "app deleted");
     Ok((StatusCode::OK, json!({ "deleted": app.as_str() })))
+}
+
+/// The names of the instances of `app`.
+fn instances_of(space: &Space, app: &AppName) -> Result<Vec<String>, Answer> {
+    Ok(space
+        .registry
+        .apps()
+        .map_err(|e| internal(&e))?
+        .into_iter()
+        .filter(|record| record.source.as_deref() == Some(app.as_str()))
+        .map(|record| record.name)
+        .collect())
+}
+
+/// `POST /apps/{app}/instances`, `{"name": NAME, "user": USER}`: a new app `NAME` that runs
+/// `app`'s current release with its own host, data, keys, preset values and owner (`USER`,
+/// default the caller; only the operator installs for another user). Installing an instance
+/// installs its source.
+pub(super) async fn install(
+    space: &Arc<Space>,
+    user: &User,
+    app: &AppName,
+    body: Value,
+) -> Result<Answer, Answer> {
+    let _deploying = space.deploys.lock().await;
+    let Some(name) = body.get("name").and_then(Value::as_str) else {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "send `{\"name\": NAME}`, the new instance's name",
+        ));
+    };
+    let name = super::app_name(name)?;
+    let owner = match body.get("user").and_then(Value::as_str) {
+        None => user.name.clone(),
+        Some(other) if other == user.name => user.name.clone(),
+        Some(other) if user.operator => {
+            let known = space
+                .registry
+                .users()
+                .map_err(|e| internal(&e))?
+                .iter()
+                .any(|u| u.name == other);
+            if !known {
+                return Err(refuse(
+                    StatusCode::NOT_FOUND,
+                    format!("there is no user `{other}`: `micros users add {other}` first"),
+                ));
+            }
+            other.to_string()
+        }
+        Some(_) => {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "only the server's operator installs an app for another user",
+            ));
+        }
+    };
+    let source = space.release_owner(app).map_err(|e| internal(&e))?;
+    let Some(release) = space
+        .registry
+        .app(source.as_str())
+        .map_err(|e| internal(&e))?
+        .and_then(|record| record.current)
+    else {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!("`{source}` serves no release yet: `micros push` one first"),
+        ));
+    };
+    if space
+        .registry
+        .app(name.as_str())
+        .map_err(|e| internal(&e))?
+        .is_some()
+    {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!("the app name `{name}` is taken: install under another name"),
+        ));
+    }
+    space
+        .registry
+        .add_instance(name.as_str(), &owner, source.as_str(), release)
+        .map_err(|e| internal(&e))?;
+    let loaded = {
+        let space = Arc::clone(space);
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || space.load_release(&name, release))
+            .await
+            .map_err(|e| internal(&e.into()))
+            .and_then(|loaded| loaded.map_err(|e| internal(&e)))
+    };
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(refusal) => {
+            let _ = space.registry.delete_app(name.as_str());
+            let _ = tokio::fs::remove_dir_all(space.app_dir(&name)).await;
+            return Err(refusal);
+        }
+    };
+    space
+        .hosted_or_new(&name)
+        .swap(Some(Live::start(loaded, &name)));
+    tracing::info!(app = %name, source = %source, release, owner, "instance installed");
+    Ok((
+        StatusCode::CREATED,
+        json!({
+            "app": name.as_str(), "instance_of": source.as_str(), "release": release,
+            "owner": owner, "host": space.primary_host(&name),
+        }),
+    ))
+}
+
+/// `POST /apps/{app}/update`: the instance `app` serves its source's current release, swapped
+/// in as a push is. Nothing changes if it serves that one already.
+pub(super) async fn update(space: &Arc<Space>, app: &AppName) -> Result<Answer, Answer> {
+    let _deploying = space.deploys.lock().await;
+    let record = space
+        .registry
+        .app(app.as_str())
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, format!("no app `{app}`")))?;
+    let Some(source) = record.source.as_deref() else {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!("`{app}` is not an instance: it gets new releases by `micros push`"),
+        ));
+    };
+    let latest = space
+        .registry
+        .app(source)
+        .map_err(|e| internal(&e))?
+        .and_then(|r| r.current);
+    let Some(latest) = latest else {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            format!("`{source}` serves no release to update to"),
+        ));
+    };
+    if record.current == Some(latest) {
+        return Ok((
+            StatusCode::OK,
+            json!({ "app": app.as_str(), "release": latest, "updated": false }),
+        ));
+    }
+    let loaded = {
+        let space = Arc::clone(space);
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || space.load_release(&app, latest))
+            .await
+            .map_err(|e| internal(&e.into()))?
+            .map_err(|e| refuse(StatusCode::CONFLICT, format!("{e:#}")))?
+    };
+    space
+        .registry
+        .set_current(app.as_str(), latest)
+        .map_err(|e| internal(&e))?;
+    space
+        .hosted_or_new(app)
+        .swap(Some(Live::start(loaded, app)));
+    tracing::info!(app = %app, from = record.current, release = latest, "instance updated");
+    Ok((
+        StatusCode::OK,
+        json!({
+            "app": app.as_str(), "release": latest, "updated": true, "from": record.current,
+        }),
+    ))
 }

@@ -78,21 +78,24 @@ pub(super) fn list_apps(space: &Space, user: &User) -> Result<Answer, Answer> {
             );
             Some(json!({
                 "name": app.name, "owner": app.owner, "hosts": hosts, "release": app.current,
+                "instance_of": app.source,
             }))
         })
         .collect();
     Ok((StatusCode::OK, json!({ "apps": listed })))
 }
 
+/// `GET /apps/{app}/releases`: the kept releases, newest first; an instance's are its source's.
 pub(super) fn releases(space: &Space, app: &AppName) -> Result<Answer, Answer> {
     let current = space
         .registry
         .app(app.as_str())
         .map_err(|e| internal(&e))?
         .and_then(|a| a.current);
+    let owner = space.release_owner(app).map_err(|e| internal(&e))?;
     let releases = space
         .registry
-        .releases(app.as_str())
+        .releases(owner.as_str())
         .map_err(|e| internal(&e))?;
     let listed: Vec<Value> = releases
         .iter()
@@ -335,7 +338,8 @@ pub(super) fn log_stream(app: &AppName, follow: bool) -> Response<ResponseBody> 
     response
 }
 
-/// `GET /apps/{app}/actions`: each scheduled action with its schedule and next run.
+/// `GET /apps/{app}/actions`: each scheduled action with its schedule, next run and how its
+/// last run went.
 pub(super) fn actions(space: &Space, app: &AppName) -> Result<Answer, Answer> {
     let current = live(space, app)?;
     let now = chrono::Utc::now();
@@ -349,6 +353,13 @@ pub(super) fn actions(space: &Space, app: &AppName) -> Result<Answer, Answer> {
                 "id": a.id,
                 "schedule": a.schedule.as_ref().map(ToString::to_string),
                 "next_run": crate::app::actions::next_run(a, now).map(|t| t.to_rfc3339()),
+                "last_run": current.app.last_run(&a.id).map(|run| json!({
+                    "at": run.at.to_rfc3339(),
+                    "status": run.status,
+                    "duration_ms": run.duration_ms,
+                    "outcome": if run.failure.is_some() { "failed" } else { "ok" },
+                    "failure": run.failure,
+                })),
             })
         })
         .collect();
