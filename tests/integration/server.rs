@@ -733,8 +733,19 @@ async fn the_cli_logs_in_pushes_and_lists() {
     ])
     .await;
     assert!(ok, "{err}");
-    assert!(err.contains("release 1 of `notes`"), "{err}");
     let port = url.rsplit(':').next().unwrap();
+    assert!(
+        err.contains(&format!(
+            "release 1 of `notes` (version 1.2.3) is serving at http://notes.localhost:{port}\n"
+        )),
+        "{err}"
+    );
+    let phases: Vec<&str> = err.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(
+        phases,
+        ["building...", "packing...", "uploading", "the", "release"],
+        "{err}"
+    );
     let served = raw(
         url.trim_start_matches("http://").parse().unwrap(),
         format!("GET / HTTP/1.1\r\nhost: notes.localhost:{port}\r\nconnection: close\r\n\r\n")
@@ -795,9 +806,9 @@ async fn the_cli_logs_in_pushes_and_lists() {
     .await;
     assert!(ok, "{err}");
     assert!(
-        err.contains(
-            "installed `notes-2` (release 1 of `notes`, owner operator) at notes-2.localhost"
-        ),
+        err.contains(&format!(
+            "installed `notes-2` (release 1 of `notes`, owner operator) at http://notes-2.localhost:{port}\n"
+        )),
         "{err}"
     );
     let (ok, _, err) = run(vec!["update".into(), "notes-2".into()]).await;

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use micros::{ActionOverride, App, Config, EnvSetting, Manifest};
 
+mod client;
 mod commands;
 mod flags;
 mod logs;

@@ -1,17 +1,18 @@
 //! The commands that talk to a `micros server` through its admin API: `login`, `push`, `apps`,
 //! `releases`, `rollback`, `users`, `domains`. A thin client: each is one or two API calls.
 
-use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt as _;
 use micros::Manifest;
-use serde::{Deserialize, Serialize};
+
+use super::client::{
+    Login, Remote, Upload, connect, logins_path, normalize_url, read_logins, request, write_logins,
+};
 use serde_json::{Value, json};
 
 /// Which server a command talks to.
@@ -19,7 +20,7 @@ use serde_json::{Value, json};
 pub(crate) struct ServerArg {
     /// The server's URL (default: the one `micros login` stored last).
     #[arg(long, value_name = "URL")]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
 }
 
 /// `micros apps`.
@@ -116,238 +117,6 @@ pub(crate) enum DomainsCommand {
     },
 }
 
-/// The deploy tokens `micros login` stored, by server URL.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Logins {
-    /// The server used when none is named.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    default: Option<String>,
-    /// Tokens by server URL.
-    #[serde(default)]
-    servers: BTreeMap<String, Login>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Login {
-    token: String,
-}
-
-/// Where `micros login` keeps tokens: `$MICROS_CONFIG`, else `$XDG_CONFIG_HOME/micros/servers.toml`,
-/// else `~/.config/micros/servers.toml` (mode 0600).
-fn logins_path() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("MICROS_CONFIG").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(path));
-    }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
-        .context("neither XDG_CONFIG_HOME nor HOME is set: set MICROS_CONFIG to a file path")?;
-    Ok(base.join("micros").join("servers.toml"))
-}
-
-fn read_logins(path: &Path) -> anyhow::Result<Logins> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            toml::from_str(&text).with_context(|| format!("`{}` is damaged", path.display()))
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Logins::default()),
-        Err(error) => Err(error).with_context(|| format!("cannot read `{}`", path.display())),
-    }
-}
-
-fn write_logins(path: &Path, logins: &Logins) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot make `{}`", parent.display()))?;
-    }
-    let text = toml::to_string(logins).context("cannot write the logins")?;
-    let tmp = path.with_extension("toml.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&tmp)
-        .with_context(|| format!("cannot write `{}`", tmp.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))
-}
-
-/// A server to talk to: its address and the token to send.
-struct Remote {
-    url: String,
-    token: String,
-}
-
-impl Remote {
-    /// The server named by `--server`, or the default one, with its stored token.
-    fn from(server: &ServerArg) -> anyhow::Result<Self> {
-        let path = logins_path()?;
-        let logins = read_logins(&path)?;
-        let url = match &server.server {
-            Some(url) => normalize_url(url)?,
-            None => logins
-                .default
-                .clone()
-                .context("no server: `micros login URL` first, or name one with `--server URL`")?,
-        };
-        let token = logins
-            .servers
-            .get(&url)
-            .map(|l| l.token.clone())
-            .with_context(|| format!("not logged in to {url}: `micros login {url}` first"))?;
-        Ok(Self { url, token })
-    }
-
-    /// Calls the API: `method path` with `body`; the JSON answer, or the API's error as an error.
-    async fn call(&self, method: http::Method, path: &str, body: Bytes) -> anyhow::Result<Value> {
-        let (status, answer) = request(&self.url, &self.token, method, path, body).await?;
-        if status.is_success() {
-            Ok(answer)
-        } else {
-            let message = answer
-                .get("error")
-                .and_then(Value::as_str)
-                .map_or_else(|| answer.to_string(), str::to_string);
-            bail!("{message} ({status})")
-        }
-    }
-}
-
-/// `http://host:port` or `https://host:port`, without a trailing slash.
-fn normalize_url(url: &str) -> anyhow::Result<String> {
-    let url = url.trim().trim_end_matches('/');
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("`{url}` is not a URL such as http://localhost:4200"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => bail!("`{url}` is not a URL such as http://localhost:4200 or https://example.org"),
-    }
-    if uri.authority().is_none() {
-        bail!("`{url}` names no host");
-    }
-    Ok(url.to_string())
-}
-
-/// Bytes both ways to a server: TCP, or TLS over it.
-trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
-
-/// A fresh HTTP/1.1 connection to the server at `url`, over TLS for `https://` (see
-/// [`tls_client`]): the sender of its requests, and the URL's authority (their `Host`).
-async fn connect(
-    url: &str,
-) -> anyhow::Result<(
-    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    http::uri::Authority,
-)> {
-    let uri: http::Uri = url.parse()?;
-    let authority = uri.authority().context("the URL names no host")?.clone();
-    let https = uri.scheme_str() == Some("https");
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((authority.host(), port))
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let stream: Box<dyn Stream> = if https {
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .with_context(|| format!("`{url}` names no host a certificate can be for"))?;
-        let tls = tls_client()?
-            .connect(name, tcp)
-            .await
-            .with_context(|| format!("no TLS with {url}"))?;
-        Box::new(tls)
-    } else {
-        Box::new(tcp)
-    };
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .with_context(|| format!("cannot speak HTTP with {url}"))?;
-    tokio::spawn(connection);
-    Ok((sender, authority))
-}
-
-/// The TLS client of the server commands. It trusts the CAs in the PEM file `$SSL_CERT_FILE`
-/// if that is set (a private CA's, as OpenSSL and curl read it), else the Mozilla roots built in.
-fn tls_client() -> anyhow::Result<tokio_rustls::TlsConnector> {
-    let mut roots = rustls::RootCertStore::empty();
-    match std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
-        Some(path) => {
-            use rustls::pki_types::pem::PemObject as _;
-            let path = PathBuf::from(path);
-            let pem = std::fs::read(&path)
-                .with_context(|| format!("SSL_CERT_FILE `{}`: cannot read it", path.display()))?;
-            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.with_context(|| {
-                    format!(
-                        "SSL_CERT_FILE `{}`: not a PEM file of certificates",
-                        path.display()
-                    )
-                })?;
-                roots.add(cert).with_context(|| {
-                    format!(
-                        "SSL_CERT_FILE `{}`: a certificate cannot be used",
-                        path.display()
-                    )
-                })?;
-            }
-            if roots.is_empty() {
-                bail!(
-                    "SSL_CERT_FILE `{}` holds no certificate: give a PEM file of the CAs to \
-                     trust, or unset it to trust the usual ones",
-                    path.display()
-                );
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("the TLS library refused its own default protocol versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-        config,
-    )))
-}
-
-/// One request to the API over a fresh connection: the status and the JSON answer.
-async fn request(
-    url: &str,
-    token: &str,
-    method: http::Method,
-    path: &str,
-    body: Bytes,
-) -> anyhow::Result<(http::StatusCode, Value)> {
-    let (mut sender, authority) = connect(url).await?;
-    let request = http::Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", micros::server::API_PREFIX))
-        .header(http::header::HOST, authority.as_str())
-        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(http::header::CONTENT_LENGTH, body.len())
-        .body(Full::new(body))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .with_context(|| format!("{url} did not answer"))?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    let answer = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| json!({ "error": String::from_utf8_lossy(&bytes).trim().to_string() }));
-    Ok((status, answer))
-}
-
 /// `micros login URL`: checks the token with the server, then keeps it.
 pub(crate) async fn login(url: &str, token: Option<String>) -> anyhow::Result<()> {
     let url = normalize_url(url)?;
@@ -368,8 +137,14 @@ pub(crate) async fn login(url: &str, token: Option<String>) -> anyhow::Result<()
     if token.is_empty() {
         bail!("no token given");
     }
-    let (status, answer) =
-        request(&url, &token, http::Method::GET, "/whoami", Bytes::new()).await?;
+    let (status, answer) = request(
+        &url,
+        &token,
+        http::Method::GET,
+        "/whoami",
+        Upload::new(Bytes::new()),
+    )
+    .await?;
     if !status.is_success() {
         bail!(
             "{url} refused the token: {}",
@@ -417,23 +192,19 @@ pub(crate) async fn push(
         bytesize::ByteSize::b(bundle.len() as u64),
         remote.url
     );
-    eprintln!("the server checks and compiles it...");
     let answer = remote
-        .call(
+        .upload(
             http::Method::POST,
             &format!("/apps/{app}/releases"),
             Bytes::from(bundle),
+            "the server checks and compiles it...",
         )
         .await?;
-    let scheme = remote
-        .url
-        .split_once("://")
-        .map_or("http", |(scheme, _)| scheme);
     eprintln!(
-        "release {} of `{app}` (version {}) is serving at {scheme}://{}",
+        "release {} of `{app}` (version {}) is serving at {}",
         answer["release"],
-        answer["version"],
-        answer["host"].as_str().unwrap_or("?")
+        answer["version"].as_str().unwrap_or("?"),
+        remote.app_url(answer["host"].as_str().unwrap_or("?"))
     );
     Ok(())
 }
@@ -625,7 +396,8 @@ pub(crate) async fn install(
     if let Some(user) = user {
         body["user"] = json!(user);
     }
-    let answer = Remote::from(server)?
+    let remote = Remote::from(server)?;
+    let answer = remote
         .call(
             http::Method::POST,
             &format!("/apps/{app}/instances"),
@@ -637,7 +409,7 @@ pub(crate) async fn install(
         answer["release"],
         answer["instance_of"].as_str().unwrap_or(app),
         answer["owner"].as_str().unwrap_or("?"),
-        answer["host"].as_str().unwrap_or("?"),
+        remote.app_url(answer["host"].as_str().unwrap_or("?")),
     );
     Ok(())
 }
@@ -753,7 +525,7 @@ pub(crate) async fn logs(app: &str, follow: bool, server: &ServerArg) -> anyhow:
             http::header::AUTHORIZATION,
             format!("Bearer {}", remote.token),
         )
-        .body(Full::new(Bytes::new()))?;
+        .body(Upload::new(Bytes::new()))?;
     let response = sender.send_request(request).await?;
     let status = response.status();
     let mut body = response.into_body();
