@@ -25,6 +25,7 @@ UNITS = [
     "services::sqlite",
     "services::outbound",
     "services::data",
+    "services::site",
     "services::auth",
     "services::builder",
     "services::starter",

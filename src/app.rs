@@ -13,6 +13,7 @@ use crate::sandbox::{self, Sandbox, SandboxSpec};
 use crate::sandbox::{HostPlugin, Plugins};
 use crate::services::data::{Data, Service};
 use crate::services::outbound::LocalHosts;
+use crate::services::site::Site;
 use crate::services::sqlite::Sqlite;
 use crate::settings::state::StateDir;
 use crate::spec::manifest::Manifest;
@@ -27,7 +28,7 @@ pub struct App {
 pub(crate) struct AppInner {
     pub(crate) manifest: Manifest,
     /// One sandbox per Micro, in manifest order.
-    pub(crate) micros: Vec<Sandbox>,
+    pub(crate) micros: Vec<Runtime>,
     /// The index of the primary Micro in `micros`.
     pub(crate) primary: usize,
     /// Which Micro each path reaches.
@@ -53,6 +54,47 @@ pub(crate) struct AppInner {
     /// What a rebuilt Micro is compiled with ([`App::reload`]): the engine the app's sandboxes
     /// run on, the compile budget and the compile cache.
     pub(crate) compiler: Compiler,
+}
+
+/// How one Micro answers: its component, run in a fresh sandbox for each execution, or the
+/// files of a static Micro.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "at most five per app, made once at load: boxing would only add a pointer chase"
+)]
+pub(crate) enum Runtime {
+    /// A component Micro.
+    Sandbox(Sandbox),
+    /// A static Micro (`engine = "static"`).
+    Site(Site),
+}
+
+impl Runtime {
+    /// The Micro's name.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Self::Sandbox(sandbox) => sandbox.name(),
+            Self::Site(site) => site.name(),
+        }
+    }
+
+    /// Executions in flight: a static Micro runs none.
+    pub(crate) fn in_flight(&self) -> usize {
+        match self {
+            Self::Sandbox(sandbox) => sandbox.in_flight(),
+            Self::Site(_) => 0,
+        }
+    }
+}
+
+/// How many of an app's Micros run a component (at least one, for the engine's sizing).
+fn components(manifest: &Manifest) -> usize {
+    manifest
+        .micros
+        .iter()
+        .filter(|m| !m.is_static())
+        .count()
+        .max(1)
 }
 
 /// What compiling a Micro's component needs, kept for [`App::reload`].
@@ -106,7 +148,7 @@ impl App {
     /// Loads an app: checks the manifest's files, prepares the state folder (keys, fresh `/tmp`
     /// folders), compiles every component and pre-instantiates it.
     pub fn load(manifest: Manifest, config: &Config) -> anyhow::Result<Self> {
-        let engine = Engine::new(engine_size(config, manifest.micros.len()))?;
+        let engine = Engine::new(engine_size(config, components(&manifest)))?;
         Self::load_on(manifest, config, engine)
     }
 
@@ -143,6 +185,12 @@ impl App {
         let mut micros = Vec::with_capacity(manifest.micros.len());
         for micro in &manifest.micros {
             let name = micro.name.as_str();
+            if micro.is_static() {
+                let site = Site::load(name, &micro.serve_dir(&manifest))?;
+                tracing::info!(micro = name, files = site.files(), "static files ready");
+                micros.push(Runtime::Site(site));
+                continue;
+            }
             let pre = sandbox::prepare(
                 &engine,
                 name,
@@ -205,7 +253,7 @@ impl App {
                 plugins: Arc::clone(&plugins),
                 tmp_refusals: metrics.breach_counter("tmp"),
             };
-            micros.push(Sandbox::new(&engine, pre, spec)?);
+            micros.push(Runtime::Sandbox(Sandbox::new(&engine, pre, spec)?));
         }
         let primary = manifest
             .micros
@@ -262,6 +310,18 @@ impl App {
             .position(|m| m.name.as_str() == name)
             .with_context(|| format!("the app has no Micro `{name}`"))?;
         inner.manifest.check_files()?;
+        let sandbox = match &inner.micros[index] {
+            Runtime::Sandbox(sandbox) => sandbox,
+            Runtime::Site(site) => {
+                site.reload()?;
+                tracing::info!(
+                    micro = name,
+                    files = site.files(),
+                    "read the static files again"
+                );
+                return Ok(());
+            }
+        };
         let compiler = &inner.compiler;
         let pre = sandbox::prepare(
             &compiler.engine,
@@ -271,13 +331,14 @@ impl App {
             compiler.cache.as_ref(),
             &compiler.plugins,
         )?;
-        inner.micros[index].replace(pre);
+        sandbox.replace(pre);
         tracing::info!(micro = name, "swapped in the rebuilt component");
         if let Some(cache) = &compiler.cache {
             let current: Vec<_> = inner
                 .manifest
                 .micros
                 .iter()
+                .filter(|m| !m.is_static())
                 .map(|m| m.component_path(&inner.manifest))
                 .collect();
             let removed = cache.keep_only(compiler.engine.wasmtime(), &current);
@@ -307,6 +368,10 @@ impl App {
             .and_then(|state| open_cache(&state));
         let plugins = plugins();
         for micro in &manifest.micros {
+            if micro.is_static() {
+                Site::load(micro.name.as_str(), &micro.serve_dir(manifest))?;
+                continue;
+            }
             sandbox::prepare(
                 &engine,
                 micro.name.as_str(),

@@ -66,7 +66,18 @@ impl App {
             .iter()
             .position(|m| m.name() == action.micro)
             .unwrap_or(self.inner.primary);
-        let sandbox = &self.inner.micros[index];
+        let crate::app::Runtime::Sandbox(sandbox) = &self.inner.micros[index] else {
+            // Validation refuses actions on a static Micro: nothing runs one.
+            return ActionReport {
+                status: None,
+                body: Bytes::new(),
+                duration: Duration::ZERO,
+                failure: Some(format!(
+                    "micro `{}` is static: it runs no actions",
+                    action.micro
+                )),
+            };
+        };
         let span = tracing::info_span!("action", micro = %action.micro, action = %action.id);
         let started = Instant::now();
         let at = chrono::Utc::now();

@@ -269,7 +269,19 @@ impl App {
         let label = access.label();
         tracing::Span::current().record("auth", label.as_str());
         record.auth = Some(label);
-        let sandbox = &self.inner.micros[index];
+        let sandbox = match &self.inner.micros[index] {
+            crate::app::Runtime::Sandbox(sandbox) => sandbox,
+            crate::app::Runtime::Site(site) => {
+                let asked = crate::services::site::Asked {
+                    method: request.method(),
+                    path: uri.path(),
+                    original_path: request.uri().path(),
+                    query: request.uri().query(),
+                    headers: request.headers(),
+                };
+                return Ok(site.answer(&asked).await);
+            }
+        };
         let cap = sandbox.request_cap();
         let limit = cap.unwrap_or(u64::MAX);
         if request.headers().contains_key(UPGRADE) {

@@ -1,6 +1,7 @@
-//! `micros up --watch`: rebuilds a Micro when a file in its `src` changes and swaps it in.
+//! `micros up --watch`: rebuilds a Micro when a file in its `src` changes and swaps it in; a
+//! static Micro's files are read again when its folder changes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,25 +31,54 @@ struct Watched {
     /// Whether it has build `commands`: then a change under `src` rebuilds it; without them,
     /// only a new component file is swapped in (other files are read from disk as they are).
     builds: bool,
+    /// The folder a static Micro serves, canonical: a change in it reads the files again.
+    serve: Option<PathBuf>,
+}
+
+/// What a change calls for; the larger of two wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    /// Read the component or the static files again.
+    Reload,
+    /// Run the build `commands`, then reload.
+    Build,
 }
 
 impl Watched {
-    /// Whether a change at `path` calls for this Micro to be rebuilt (or reloaded).
-    fn wants(&self, path: &Path) -> bool {
-        if !self.builds {
-            return path == self.component;
-        }
-        if path == self.component {
+    /// What a change at `path` calls for, if anything.
+    fn wants(&self, path: &Path) -> Option<Step> {
+        if let Some(serve) = &self.serve {
+            if let Ok(relative) = path.strip_prefix(serve) {
+                // The build's output, or files served as they are: read again, never built
+                // (a build writing there would start itself again).
+                return watched(relative).then_some(Step::Reload);
+            }
+        } else if !self.builds {
+            return (path == self.component).then_some(Step::Reload);
+        } else if path == self.component {
             // The build's own output.
-            return false;
+            return None;
+        }
+        if !self.builds {
+            return None;
         }
         match path.strip_prefix(&self.src) {
-            Ok(relative) => relative
-                .components()
-                .all(|part| watched_name(part.as_os_str())),
-            Err(_) => false,
+            Ok(relative) => watched(relative).then_some(Step::Build),
+            Err(_) => None,
         }
     }
+
+    /// Whether its folders are watched (not only its component's).
+    fn walks(&self) -> bool {
+        self.builds || self.serve.is_some()
+    }
+}
+
+/// Whether every part of `relative` is a watched name.
+fn watched(relative: &Path) -> bool {
+    relative
+        .components()
+        .all(|part| watched_name(part.as_os_str()))
 }
 
 /// Whether a file or folder of this name is watched (see [`IGNORED_FOLDERS`]).
@@ -74,11 +104,22 @@ pub fn watch(app: &App) -> anyhow::Result<impl Future<Output = ()> + Send + 'sta
             .component_path(manifest)
             .canonicalize()
             .unwrap_or_else(|_| src.join(&micro.component));
+        let serve = if micro.is_static() {
+            let serve = micro.serve_dir(manifest);
+            Some(
+                serve
+                    .canonicalize()
+                    .with_context(|| format!("--watch: cannot open `{}`", serve.display()))?,
+            )
+        } else {
+            None
+        };
         watched.push(Watched {
             name: micro.name.to_string(),
             src,
             component,
             builds: !micro.commands.is_empty(),
+            serve,
         });
     }
 
@@ -91,7 +132,12 @@ pub fn watch(app: &App) -> anyhow::Result<impl Future<Output = ()> + Send + 'sta
     for micro in &watched {
         if micro.builds {
             folders.extend(walk(&micro.src));
-        } else if let Some(parent) = micro.component.parent() {
+        }
+        if let Some(serve) = &micro.serve {
+            folders.extend(walk(serve));
+        } else if !micro.builds
+            && let Some(parent) = micro.component.parent()
+        {
             folders.insert(parent.to_path_buf());
         }
     }
@@ -106,7 +152,7 @@ pub fn watch(app: &App) -> anyhow::Result<impl Future<Output = ()> + Send + 'sta
     let app = app.clone();
     Ok(async move {
         loop {
-            let mut changed = BTreeSet::new();
+            let mut changed: BTreeMap<usize, Step> = BTreeMap::new();
             // Wait for a change, then for the files to settle.
             let mut wait = None;
             loop {
@@ -133,7 +179,9 @@ pub fn watch(app: &App) -> anyhow::Result<impl Future<Output = ()> + Send + 'sta
                         // A new folder: watch it (and what is already in it) too. An empty one
                         // changes nothing to build; one moved in with files does.
                         for folder in walk(path) {
-                            if watched.iter().any(|m| m.builds && m.wants(&folder))
+                            if watched
+                                .iter()
+                                .any(|m| m.walks() && m.wants(&folder).is_some())
                                 && folders.insert(folder.clone())
                                 && let Err(error) = watch_folder(&mut watcher, &folder)
                             {
@@ -146,8 +194,9 @@ pub fn watch(app: &App) -> anyhow::Result<impl Future<Output = ()> + Send + 'sta
                         }
                     }
                     for (index, micro) in watched.iter().enumerate() {
-                        if micro.wants(path) {
-                            changed.insert(index);
+                        if let Some(step) = micro.wants(path) {
+                            let wanted = changed.entry(index).or_insert(step);
+                            *wanted = (*wanted).max(step);
                         }
                     }
                 }
@@ -155,8 +204,8 @@ pub fn watch(app: &App) -> anyhow::Result<impl Future<Output = ()> + Send + 'sta
                     wait = Some(DEFAULT_SETTLE);
                 }
             }
-            for index in changed {
-                rebuild(&app, index, &watched[index].name).await;
+            for (index, step) in changed {
+                rebuild(&app, index, &watched[index].name, step == Step::Build).await;
             }
         }
     })
@@ -193,13 +242,16 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     folders
 }
 
-/// Runs the Micro's build `commands` and swaps in what they built; says in the log what
-/// happened, and on any failure why the previous component is still serving.
-async fn rebuild(app: &App, index: usize, name: &str) {
+/// Runs the Micro's build `commands` (if `build`) and swaps in what they built; says in the log
+/// what happened, and on any failure why the previous version is still serving.
+async fn rebuild(app: &App, index: usize, name: &str, build: bool) {
     let manifest = app.manifest();
-    tracing::info!(micro = name, "a source changed: rebuilding");
-    if let Err(error) =
-        crate::services::builder::build_micro(manifest, index, &manifest.micros[index]).await
+    if build {
+        tracing::info!(micro = name, "a source changed: rebuilding");
+    }
+    if build
+        && let Err(error) =
+            crate::services::builder::build_micro(manifest, index, &manifest.micros[index]).await
     {
         tracing::error!(
             micro = name,
@@ -232,28 +284,69 @@ mod tests {
             src: PathBuf::from("/app/web"),
             component: PathBuf::from("/app/web/target/wasm32-wasip2/release/web.wasm"),
             builds,
+            serve: None,
         }
     }
 
     #[test]
     fn a_built_micro_rebuilds_for_its_sources_not_for_build_outputs_or_hidden_files() {
         let web = micro(true);
-        assert!(web.wants(Path::new("/app/web/src/lib.rs")));
-        assert!(web.wants(Path::new("/app/web/Cargo.toml")));
-        assert!(!web.wants(Path::new("/app/web/target/wasm32-wasip2/release/web.wasm")));
-        assert!(!web.wants(Path::new("/app/web/target/debug/build.log")));
-        assert!(!web.wants(Path::new("/app/web/node_modules/x/index.js")));
-        assert!(!web.wants(Path::new("/app/web/pkg/__pycache__/m.pyc")));
-        assert!(!web.wants(Path::new("/app/web/.app.py.swp")));
-        assert!(!web.wants(Path::new("/app/web/.git/index")));
-        assert!(!web.wants(Path::new("/app/web/app.py~")));
-        assert!(!web.wants(Path::new("/app/other/app.py")));
+        let wants = |path: &str| web.wants(Path::new(path));
+        assert_eq!(wants("/app/web/src/lib.rs"), Some(Step::Build));
+        assert_eq!(wants("/app/web/Cargo.toml"), Some(Step::Build));
+        for path in [
+            "/app/web/target/wasm32-wasip2/release/web.wasm",
+            "/app/web/target/debug/build.log",
+            "/app/web/node_modules/x/index.js",
+            "/app/web/pkg/__pycache__/m.pyc",
+            "/app/web/.app.py.swp",
+            "/app/web/.git/index",
+            "/app/web/app.py~",
+            "/app/other/app.py",
+        ] {
+            assert_eq!(wants(path), None, "{path}");
+        }
     }
 
     #[test]
     fn a_micro_without_commands_reloads_only_for_its_component() {
         let web = micro(false);
-        assert!(web.wants(Path::new("/app/web/target/wasm32-wasip2/release/web.wasm")));
-        assert!(!web.wants(Path::new("/app/web/src/lib.rs")));
+        assert_eq!(
+            web.wants(Path::new("/app/web/target/wasm32-wasip2/release/web.wasm")),
+            Some(Step::Reload)
+        );
+        assert_eq!(web.wants(Path::new("/app/web/src/lib.rs")), None);
+    }
+
+    #[test]
+    fn a_static_micro_reads_its_folder_again_and_builds_for_sources_outside_it() {
+        let front = Watched {
+            serve: Some(PathBuf::from("/app/web/dist")),
+            ..micro(true)
+        };
+        let wants = |path: &str| front.wants(Path::new(path));
+        assert_eq!(wants("/app/web/dist/index.html"), Some(Step::Reload));
+        assert_eq!(wants("/app/web/dist/.tmp-write"), None);
+        assert_eq!(wants("/app/web/src/App.svelte"), Some(Step::Build));
+        assert_eq!(wants("/app/web/node_modules/x.js"), None);
+        // Serving `src` itself, with commands: a change reads the files again, never builds
+        // (the build writing there would start itself again).
+        let plain = Watched {
+            serve: Some(PathBuf::from("/app/web")),
+            ..micro(true)
+        };
+        assert_eq!(
+            plain.wants(Path::new("/app/web/index.html")),
+            Some(Step::Reload)
+        );
+        let unbuilt = Watched {
+            serve: Some(PathBuf::from("/app/web/dist")),
+            ..micro(false)
+        };
+        assert_eq!(unbuilt.wants(Path::new("/app/web/src/App.svelte")), None);
+        assert_eq!(
+            unbuilt.wants(Path::new("/app/web/dist/a.js")),
+            Some(Step::Reload)
+        );
     }
 }

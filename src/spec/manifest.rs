@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub(crate) use fields::is_host_name;
-pub use fields::{ActionId, EnvName, Interval, MicroName, MicroPath, OutboundHost, RoutePattern};
+pub use fields::{
+    ActionId, Engine, EnvName, Interval, MicroName, MicroPath, OutboundHost, RoutePattern,
+};
 
 /// The manifest's file name inside an app folder.
 pub const MANIFEST_FILE: &str = "Spacefile.toml";
@@ -24,8 +26,10 @@ pub const MAX_COMPONENT_BYTES: u64 = 250 * 1000 * 1000;
 pub const MAX_SRC_BYTES: u64 = 250 * 1000 * 1000;
 /// The app version a manifest without `version` gets.
 pub const DEFAULT_APP_VERSION: &str = "0.0.0";
-/// The only engine micros runs.
+/// The engine of a Micro that is a WebAssembly component: the default.
 pub const ENGINE: &str = "wasm32-wasip2";
+/// The engine of a Micro that serves files from a folder.
+pub const STATIC_ENGINE: &str = "static";
 
 /// An error in a manifest: where it is (file and field) and what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -85,11 +89,17 @@ pub struct Micro {
     pub name: MicroName,
     /// `src = "web"`: the Micro's folder relative to the manifest, mounted read-only at `/`.
     pub src: PathBuf,
-    /// `component = "target/wasm32-wasip2/release/web.wasm"`: relative to `src`.
-    pub component: PathBuf,
-    /// `engine = "wasm32-wasip2"`: the only accepted value.
+    /// `component = "target/wasm32-wasip2/release/web.wasm"`: relative to `src`; required of a
+    /// component Micro, refused on a static one (empty there).
     #[serde(default)]
-    pub engine: fields::Engine,
+    pub component: PathBuf,
+    /// `engine = "static"`: how the Micro answers; default `"wasm32-wasip2"`, a component.
+    #[serde(default)]
+    pub engine: Engine,
+    /// `serve = "dist"`: the folder a static Micro serves, relative to `src`; default `src`
+    /// itself. Only for `engine = "static"`.
+    #[serde(default)]
+    pub serve: Option<PathBuf>,
     /// `primary = true`: the Micro that serves `/`.
     #[serde(default, rename = "primary")]
     primary_field: Option<bool>,
@@ -144,6 +154,19 @@ impl Micro {
     /// The Micro's component file on the host.
     pub fn component_path(&self, manifest: &Manifest) -> PathBuf {
         self.src_dir(manifest).join(&self.component)
+    }
+
+    /// Whether this Micro serves files (`engine = "static"`) rather than running a component.
+    pub fn is_static(&self) -> bool {
+        self.engine == Engine::Static
+    }
+
+    /// The folder a static Micro serves, on the host.
+    pub fn serve_dir(&self, manifest: &Manifest) -> PathBuf {
+        match &self.serve {
+            Some(serve) => self.src_dir(manifest).join(serve),
+            None => self.src_dir(manifest),
+        }
     }
 }
 

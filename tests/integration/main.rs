@@ -21,6 +21,7 @@ mod serving;
 mod smuggling;
 mod sqlite;
 mod starters;
+mod static_site;
 mod support;
 mod tls;
 mod tmp;

@@ -22,6 +22,7 @@ pub struct MicroSpec {
     path: Option<String>,
     extra: String,
     files: Vec<(String, Vec<u8>)>,
+    links: Vec<(String, String)>,
 }
 
 /// A Micro named `name` running the guest component at `guest`.
@@ -33,7 +34,18 @@ pub fn micro(name: &str, guest: &'static str) -> MicroSpec {
         path: None,
         extra: String::new(),
         files: Vec::new(),
+        links: Vec::new(),
     }
+}
+
+/// A static Micro named `name` (`engine = "static"`), serving `src/<serve>` when given.
+pub fn static_micro(name: &str, serve: Option<&str>) -> MicroSpec {
+    let mut spec = micro(name, "");
+    spec.extra = "engine = \"static\"\n".into();
+    if let Some(serve) = serve {
+        spec.extra.push_str(&format!("serve = \"{serve}\"\n"));
+    }
+    spec
 }
 
 impl MicroSpec {
@@ -56,6 +68,13 @@ impl MicroSpec {
         self
     }
 
+    /// Adds a symbolic link at `path` in the Micro's folder to `target` (relative to the app
+    /// folder), as a careless build might leave one.
+    pub fn link(mut self, path: &str, target: &str) -> Self {
+        self.links.push((path.into(), target.into()));
+        self
+    }
+
     /// Bundles a file with the Micro (read-only at `/<path>` inside it).
     pub fn file(mut self, path: &str, contents: &[u8]) -> Self {
         self.files.push((path.into(), contents.to_vec()));
@@ -70,16 +89,24 @@ pub fn write_app(micros: &[MicroSpec]) -> (tempfile::TempDir, PathBuf) {
     for spec in micros {
         let src = dir.path().join(&spec.name);
         std::fs::create_dir_all(&src).expect("micro folder");
-        std::fs::copy(spec.guest, src.join("micro.wasm")).expect("copy the guest component");
+        if !spec.guest.is_empty() {
+            std::fs::copy(spec.guest, src.join("micro.wasm")).expect("copy the guest component");
+        }
         for (path, contents) in &spec.files {
             let file = src.join(path);
             std::fs::create_dir_all(file.parent().expect("parent")).expect("file folder");
             std::fs::write(file, contents).expect("bundled file");
         }
+        for (path, target) in &spec.links {
+            std::os::unix::fs::symlink(dir.path().join(target), src.join(path)).expect("link");
+        }
         toml.push_str(&format!(
-            "\n[[micros]]\nname = \"{}\"\nsrc = \"{}\"\ncomponent = \"micro.wasm\"\n",
+            "\n[[micros]]\nname = \"{}\"\nsrc = \"{}\"\n",
             spec.name, spec.name
         ));
+        if !spec.guest.is_empty() {
+            toml.push_str("component = \"micro.wasm\"\n");
+        }
         if spec.primary {
             toml.push_str("primary = true\n");
         }

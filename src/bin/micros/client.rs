@@ -390,7 +390,12 @@ mod tests {
         for host in ["localhost", "micros.localhost", "A.Micros.LOCALHOST."] {
             assert!(is_localhost(host), "{host}");
         }
-        for host in ["localhost.example.org", "notlocalhost", "127.0.0.1", "example.org"] {
+        for host in [
+            "localhost.example.org",
+            "notlocalhost",
+            "127.0.0.1",
+            "example.org",
+        ] {
             assert!(!is_localhost(host), "{host}");
         }
     }

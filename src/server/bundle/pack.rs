@@ -49,6 +49,10 @@ pub(crate) fn pack(manifest: &Manifest) -> anyhow::Result<Vec<u8>> {
         })?;
         add_folders(dir, &src, &mut entries)?;
         walk(dir, &src, &ignore, &mut entries)?;
+        if micro.is_static() {
+            // Its files are what it serves, under `src`: packed by the walk.
+            continue;
+        }
         let component = inside_app(&micro.src.join(&micro.component)).with_context(|| {
             format!(
                 "`component = \"{}\"` of the Micro `{}` is outside the app folder\n  help: a bundle holds only what is under `{}`",

@@ -115,7 +115,10 @@ pub async fn serve(
         .inner
         .micros
         .iter()
-        .map(|m| m.limits().execution_time)
+        .filter_map(|m| match m {
+            crate::app::Runtime::Sandbox(sandbox) => Some(sandbox.limits().execution_time),
+            crate::app::Runtime::Site(_) => None,
+        })
         .max()
         .unwrap_or_default()
         + SHUTDOWN_GRACE;

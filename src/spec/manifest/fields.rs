@@ -180,38 +180,44 @@ string_newtype!(
     }
 );
 
-/// `engine = "wasm32-wasip2"`: the only engine micros runs.
+/// `engine = "wasm32-wasip2"` (the default) or `engine = "static"`: how a Micro answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Engine;
+pub enum Engine {
+    /// A `wasm32-wasip2` component, run in a fresh sandbox for each request.
+    #[default]
+    Component,
+    /// Files from a folder, served as they are: no code runs.
+    Static,
+}
 
 impl TryFrom<String> for Engine {
     type Error = String;
     fn try_from(value: String) -> Result<Self, String> {
-        if value == super::ENGINE {
-            return Ok(Engine);
+        match value.as_str() {
+            super::ENGINE => return Ok(Engine::Component),
+            super::STATIC_ENGINE => return Ok(Engine::Static),
+            _ => {}
         }
-        let deta = [
-            "python3.8",
-            "python3.9",
-            "nodejs14",
-            "nodejs16",
-            "static",
-            "react",
-            "vue",
-            "svelte",
-            "next",
-            "nuxt",
-            "custom",
-        ];
-        if deta.contains(&value.as_str()) {
+        let front_ends = ["react", "vue", "svelte", "next", "nuxt"];
+        let runtimes = ["python3.8", "python3.9", "nodejs14", "nodejs16", "nodejs18"];
+        if front_ends.contains(&value.as_str()) {
+            Err(format!(
+                "Deta's `{value}` engine is not an engine here: build the front end with \
+                 `commands` and serve its output with engine = \"static\" and `serve` = the \
+                 output folder (`micros import` writes this from a Space app's `Spacefile`)"
+            ))
+        } else if runtimes.contains(&value.as_str()) || value == "custom" {
             Err(format!(
                 "Deta's `{value}` engine is not supported: micros runs WebAssembly components; \
-                 compile the Micro to a `wasm32-wasip2` component and set engine = \"wasm32-wasip2\" (or remove `engine`)"
+                 compile the Micro to a `wasm32-wasip2` component and set engine = \
+                 \"wasm32-wasip2\" (or remove `engine`); `micros import` translates a Space \
+                 app's `Spacefile`"
             ))
         } else {
             Err(format!(
-                "unknown engine `{value}`: the only engine is \"wasm32-wasip2\""
+                "unknown engine `{value}`: the engines are \"wasm32-wasip2\" (the default) and \
+                 \"static\""
             ))
         }
     }

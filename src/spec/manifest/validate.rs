@@ -12,6 +12,7 @@ use super::{
 /// Runs every rule the manifest alone decides, and resolves each Micro's role and route.
 pub(super) fn manifest(manifest: &mut Manifest) -> Result<(), ManifestError> {
     validate_micro_count(manifest)?;
+    validate_engines(manifest)?;
     validate_unique_names(manifest)?;
     validate_primary(manifest)?;
     validate_paths(manifest)?;
@@ -35,6 +36,65 @@ fn validate_micro_count(m: &Manifest) -> Result<(), ManifestError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// A component Micro names its component; a static one names none, and nothing that runs code
+/// (actions, preset variables, outbound hosts), and serves a folder inside its `src`.
+fn validate_engines(m: &Manifest) -> Result<(), ManifestError> {
+    for (i, micro) in m.micros.iter().enumerate() {
+        let here = format!("micros[{i}]");
+        if !micro.is_static() {
+            if micro.component.as_os_str().is_empty() {
+                return Err(m.invalid(
+                    format!("{here}.component"),
+                    format!("the Micro `{}` names no component", micro.name),
+                    "set `component` to the built .wasm file, relative to `src` \
+                     (e.g. \"target/wasm32-wasip2/release/web.wasm\"), or set \
+                     engine = \"static\" to serve files",
+                ));
+            }
+            if micro.serve.is_some() {
+                return Err(m.invalid(
+                    format!("{here}.serve"),
+                    "`serve` is for static Micros: a component serves what its code answers",
+                    "remove `serve`, or set engine = \"static\"",
+                ));
+            }
+            continue;
+        }
+        let refused = [
+            ("component", !micro.component.as_os_str().is_empty()),
+            ("actions", !micro.actions.is_empty()),
+            ("presets.env", !micro.presets.env.is_empty()),
+            (
+                "allowed_outbound_hosts",
+                micro.allowed_outbound_hosts.is_some(),
+            ),
+        ];
+        if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+            return Err(m.invalid(
+                format!("{here}.{field}"),
+                format!("a static Micro runs no code, so it has no `{field}`"),
+                format!("remove `{field}`, or move it to a component Micro of the app"),
+            ));
+        }
+        if let Some(serve) = &micro.serve
+            && (serve.is_absolute()
+                || serve.components().any(|c| {
+                    !matches!(
+                        c,
+                        std::path::Component::Normal(_) | std::path::Component::CurDir
+                    )
+                }))
+        {
+            return Err(m.invalid(
+                format!("{here}.serve"),
+                format!("`{}` is not a folder inside `src`", serve.display()),
+                "give a relative path without `..`, such as \"dist\"",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_unique_names(m: &Manifest) -> Result<(), ManifestError> {
@@ -199,7 +259,19 @@ pub(super) fn files(m: &Manifest) -> Result<(), ManifestError> {
                 "point `src` at the Micro's folder, relative to the manifest",
             ));
         }
-        check_component(m, i, &micro.component_path(m))?;
+        if micro.is_static() {
+            let serve = micro.serve_dir(m);
+            if !serve.is_dir() {
+                return Err(m.invalid(
+                    format!("micros[{i}].serve"),
+                    format!("`{}` is not a folder", serve.display()),
+                    "build the front end first (`micros build`, or `micros up --build`), or \
+                     point `serve` at its output folder, relative to `src`",
+                ));
+            }
+        } else {
+            check_component(m, i, &micro.component_path(m))?;
+        }
         let total = folder_size(&src).map_err(|e| {
             m.invalid(
                 format!("micros[{i}].src"),
