@@ -29,6 +29,7 @@ UNITS = [
     "services::auth",
     "services::builder",
     "services::starter",
+    "services::import",
     "app",
     "serving::status",
     "serving::actions",

@@ -41,7 +41,7 @@ mod serving;
 mod settings;
 mod spec;
 
-pub use services::{auth, data, outbound, site, sqlite, starter};
+pub use services::{auth, data, import, outbound, site, sqlite, starter};
 pub use settings::state;
 pub use spec::manifest;
 

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod builder;
 pub mod data;
+pub mod import;
 pub mod metrics;
 pub mod outbound;
 pub mod site;

@@ -26,7 +26,7 @@ pub use base::{MAX_ITEM_BYTES, MAX_PUT_ITEMS, MAX_QUERY_LIMIT, MAX_REQUEST_BYTES
 pub use drive::{MAX_CHUNK_BYTES, MAX_FILE_BYTES, MAX_NAMES};
 use files::FileStore;
 use store::{ItemStore, SqliteStore};
-pub use transfer::{Moved, export, import};
+pub use transfer::{Format, Imported, Moved, export, import};
 
 /// The host Deta's Base clients send their requests to.
 pub const BASE_HOST: &str = "database.deta.sh";

@@ -104,6 +104,30 @@ fn app_name(dir: &Path) -> anyhow::Result<String> {
     Ok(name)
 }
 
+/// The runtime's WIT, as `micros new` writes it: each file's path under `wit/`, and its bytes.
+pub(crate) fn wit_files() -> Vec<(std::path::PathBuf, &'static [u8])> {
+    fn collect(dir: &'static Dir<'static>, into: &mut Vec<(std::path::PathBuf, &'static [u8])>) {
+        for entry in dir.entries() {
+            if let Some(dir) = entry.as_dir() {
+                collect(dir, into);
+            } else if let Some(file) = entry.as_file() {
+                into.push((Path::new("wit").join(file.path()), file.contents()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    collect(&WIT, &mut files);
+    files
+}
+
+/// The Python starter's web toolkit, `micro.py` (the WSGI and ASGI adapters among it).
+pub(crate) fn python_toolkit() -> anyhow::Result<&'static [u8]> {
+    TEMPLATES
+        .get_file("python/main/micro.py")
+        .map(include_dir::File::contents)
+        .context("the Python toolkit is missing from this build")
+}
+
 /// Writes every file of `tree` (whose paths start with `prefix`) under `to`, the app's name put
 /// in where the starter marks it.
 fn write_tree(tree: &Dir<'_>, prefix: &Path, to: &Path, name: &str) -> anyhow::Result<()> {

@@ -786,7 +786,7 @@ async fn base_keeps_every_acknowledged_write_across_sigkill() {
 }
 
 /// Runs `micros data ARGS...`; its exit status and stderr.
-async fn data_command(args: &[&str]) -> (bool, String) {
+pub(crate) async fn data_command(args: &[&str]) -> (bool, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_micros"))
         .arg("data")
         .args(args)

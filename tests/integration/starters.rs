@@ -46,7 +46,7 @@ route("GET", "/__test/spin", () => {
 
 /// Fails the test, saying how to install it, when a toolchain a starter needs is missing: a
 /// starter that cannot be built is a failure, never a skip.
-fn require(program: &str, args: &[&str], install: &str) {
+pub(crate) fn require(program: &str, args: &[&str], install: &str) {
     let found = std::process::Command::new(program)
         .args(args)
         .output()
@@ -80,7 +80,7 @@ async fn new_and_build(
 }
 
 /// `micros build APP`, its output shown if it fails.
-async fn build(app: &Path) {
+pub(crate) async fn build(app: &Path) {
     let built = tokio::time::timeout(
         Duration::from_secs(900),
         tokio::process::Command::new(MICROS)
@@ -99,14 +99,14 @@ async fn build(app: &Path) {
 }
 
 /// A reply: status, content type, body.
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         assert!(
             self.content_type.starts_with("application/json"),
             "{}: {}",
@@ -118,7 +118,12 @@ impl Answer {
 }
 
 /// Sends a request; the first may wait while the app compiles (a Python component is ~20 MB).
-async fn send(up: &Up, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> Answer {
+pub(crate) async fn send(
+    up: &Up,
+    method: &str,
+    path: &str,
+    body: Option<(&str, Vec<u8>)>,
+) -> Answer {
     let mut request = http::Request::builder().method(method).uri(path);
     let bytes = match body {
         Some((content_type, bytes)) => {

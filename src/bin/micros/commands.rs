@@ -1,4 +1,4 @@
-//! The one-shot commands: `micros trigger` and `micros actions`.
+//! The one-shot commands: `micros trigger`, `micros actions` and `micros import`.
 
 use std::path::PathBuf;
 
@@ -77,6 +77,37 @@ pub(crate) fn list_actions(
             w0 = widths[0],
             w1 = widths[1],
             w2 = widths[2]
+        );
+    }
+    Ok(())
+}
+
+/// `micros import`: the Space app's `Spacefile` written as a `Spacefile.toml`, with what was
+/// assumed, dropped or left to do by hand.
+pub(crate) fn import(path: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    use micros::import::NoteKind;
+    let imported = micros::import::import(path)?;
+    micros::import::write(path, &imported, force)?;
+    for note in &imported.notes {
+        println!("{note}");
+    }
+    let by_hand = imported
+        .notes
+        .iter()
+        .filter(|n| n.kind == NoteKind::ByHand)
+        .count();
+    let manifest = path.join(micros::manifest::MANIFEST_FILE);
+    if by_hand == 0 {
+        eprintln!(
+            "wrote `{}`; build and serve the app with:\n\n    micros up {} --build",
+            manifest.display(),
+            path.display()
+        );
+    } else {
+        eprintln!(
+            "wrote `{}`; {by_hand} thing{} above to do by hand before it builds and serves as on Space",
+            manifest.display(),
+            if by_hand == 1 { "" } else { "s" }
         );
     }
     Ok(())

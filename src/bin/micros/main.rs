@@ -61,6 +61,16 @@ enum Command {
         #[arg(long, value_name = "rust|python|js", default_value = "rust", value_parser = clap::value_parser!(micros::starter::Language))]
         lang: micros::starter::Language,
     },
+    /// Translate a Space app's `Spacefile` (YAML) into a `Spacefile.toml` beside it, saying
+    /// what it assumed, dropped and left to do by hand.
+    Import {
+        /// The Space app's folder, holding its `Spacefile`.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Replace an existing `Spacefile.toml`.
+        #[arg(long)]
+        force: bool,
+    },
     /// Serve an app.
     Up(Box<Up>),
     /// Validate the manifest and compile every component.
@@ -245,8 +255,8 @@ enum DataCommand {
         #[command(flatten)]
         app: AppArgs,
     },
-    /// Read a folder written by `export` into the app: items and files of the same key or name
-    /// are replaced, all or nothing.
+    /// Read a folder written by `export`, or Deta Space's export unzipped (`bases/`, `drives/`),
+    /// into the app: items and files of the same key or name are replaced, all or nothing.
     Import {
         /// The folder to read.
         #[arg(long)]
@@ -442,6 +452,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Import { path, force } => commands::import(&path, force),
         Command::New { path, lang } => {
             let name = micros::starter::create(&path, lang)?;
             eprintln!(
@@ -543,12 +554,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
             DataCommand::Import { from, app } => {
-                let moved = micros::data::import(&app.state()?, &from)?;
+                let imported = micros::data::import(&app.state()?, &from)?;
+                let moved = imported.moved;
+                if imported.format == micros::data::Format::Micros {
+                    eprintln!(
+                        "imported {} item(s) and {} file(s) from `{}`",
+                        moved.items,
+                        moved.files,
+                        from.display()
+                    );
+                    return Ok(());
+                }
+                for path in &imported.skipped {
+                    eprintln!("skipped `{}`: a Mac's folder metadata", path.display());
+                }
+                for (base, items) in &imported.bases {
+                    eprintln!("base `{base}`: {items} item(s)");
+                }
+                for (drive, files) in &imported.drives {
+                    eprintln!("drive `{drive}`: {files} file(s)");
+                }
                 eprintln!(
-                    "imported {} item(s) and {} file(s) from `{}`",
+                    "imported {} item(s) and {} file(s) from Deta Space's export `{}`",
                     moved.items,
                     moved.files,
-                    from.display()
+                    imported.folder.display()
                 );
                 Ok(())
             }

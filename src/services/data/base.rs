@@ -56,7 +56,7 @@ fn generated_key() -> String {
 }
 
 /// Checks an item to store and gives it a key if it has none.
-fn prepare(value: Value) -> Result<Item, String> {
+pub(super) fn prepare(value: Value) -> Result<Item, String> {
     let Value::Object(mut item) = value else {
         return Err("an item must be a JSON object".into());
     };

@@ -16,7 +16,7 @@ pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 /// Names one list page or one delete may hold (Deta's limit).
 pub const MAX_NAMES: usize = 1000;
 /// Bytes of a file name.
-const MAX_NAME_BYTES: usize = 1024;
+pub(super) const MAX_NAME_BYTES: usize = 1024;
 /// Characters of an upload's id (lowercase letters and digits).
 const UPLOAD_ID_LEN: usize = 24;
 /// The type of a file uploaded without one.

@@ -4,11 +4,14 @@
 //! The folder holds `base/{base}.jsonl` (one item per line, as stored) and, per drive,
 //! `drive/{drive}/index.jsonl` (one `{"name", "content_type", "file"}` per file) beside the files
 //! themselves, each named by the SHA-256 of its name (a Drive name may hold anything, `..` and
-//! 1,024 bytes included, which no file system takes as a path).
+//! 1,024 bytes included, which no file system takes as a path). An import also reads Deta
+//! Space's own export, unzipped ([`deta`]).
+
+mod deta;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
@@ -118,16 +121,75 @@ pub fn export(state: &crate::settings::state::StateDir, to: &Path) -> anyhow::Re
     Ok(moved)
 }
 
-/// Reads a folder written by [`export`] into the app whose state folder is `state`, all of it
-/// in one transaction: items and files of the same key or name are replaced, nothing else is
-/// touched, and a folder with a bad line or a missing file changes nothing.
-pub fn import(state: &crate::settings::state::StateDir, from: &Path) -> anyhow::Result<Moved> {
-    if !from.join("base").is_dir() && !from.join("drive").is_dir() {
+/// Which export a folder held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// micros' own, written by [`export`].
+    Micros,
+    /// Deta Space's, unzipped: `bases/{base}.json` and `drives/{drive}/...`.
+    Deta,
+}
+
+/// What an import read and wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// The export's format.
+    pub format: Format,
+    /// The folder read: the one given, or the one folder inside it that holds Deta's export.
+    pub folder: PathBuf,
+    /// Items and files written, in all.
+    pub moved: Moved,
+    /// Items written per base, by name (Deta's export only).
+    pub bases: Vec<(String, u64)>,
+    /// Files written per drive, by name (Deta's export only).
+    pub drives: Vec<(String, u64)>,
+    /// Files left out: the `.DS_Store` and `._*` files a Mac adds to folders (Deta's export only).
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Reads an export into the app whose state folder is `state`, all of it in one transaction:
+/// items and files of the same key or name are replaced, nothing else is touched, and an export
+/// with a bad item or a missing file changes nothing. `from` is a folder written by [`export`],
+/// or Deta Space's export unzipped ([`Format`]).
+pub fn import(state: &crate::settings::state::StateDir, from: &Path) -> anyhow::Result<Imported> {
+    if from.is_file() {
+        if from
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+        {
+            bail!(
+                "`{}` is a zip file: unzip it first (`unzip {} -d FOLDER`) and import the folder",
+                from.display(),
+                from.display()
+            );
+        }
         bail!(
-            "`{}` is not an export: it has neither `base/` nor `drive/`",
+            "`{}` is a file: import the folder of an export",
             from.display()
         );
     }
+    if from.join("base").is_dir() || from.join("drive").is_dir() {
+        return Ok(Imported {
+            format: Format::Micros,
+            folder: from.to_path_buf(),
+            moved: import_micros(state, from)?,
+            bases: Vec::new(),
+            drives: Vec::new(),
+            skipped: Vec::new(),
+        });
+    }
+    if let Some(root) = deta::root(from)? {
+        return deta::import(state, &root);
+    }
+    bail!(
+        "`{}` is not an export: it has neither `base/` nor `drive/` (micros' export) nor \
+         `bases/` nor `drives/` (Deta Space's export, unzipped)",
+        from.display()
+    );
+}
+
+/// Reads a folder written by [`export`], which has `base/` or `drive/`, as [`import`] says.
+fn import_micros(state: &crate::settings::state::StateDir, from: &Path) -> anyhow::Result<Moved> {
     let store = SqliteStore::open(&state.path().join(DATA_FILE))?;
     let mut connection = store.lock();
     let tx = connection.transaction()?;

@@ -12,15 +12,19 @@ It turns `wasi:http` (the bindings componentize-py generates) into a friendly AP
 
     IncomingHandler = app.handler()
 
-`micro.wsgi(flask_app)` does the same for any WSGI application (Flask, Bottle...).
+`micro.wsgi(flask_app)` does the same for any WSGI application (Flask, Bottle...), and
+`micro.asgi(fastapi_app)` for any ASGI application (FastAPI, Starlette...).
 """
 
+import asyncio
 import html as _html
 import importlib
+import importlib.util
 import json as _json
 import pkgutil
 import re
 import sys
+import time
 import traceback
 from io import BytesIO
 from urllib.parse import parse_qs, unquote
@@ -40,7 +44,7 @@ except ImportError:  # ...and wasi:http/proxy alone calls it plain `types`.
 
 __all__ = [
     "Micro", "Request", "Response", "HTTPError", "Headers",
-    "text", "html", "json", "redirect", "abort", "escape", "preload", "wsgi",
+    "text", "html", "json", "redirect", "abort", "escape", "preload", "wsgi", "asgi", "stand_in_ssl",
 ]
 
 #: Headers a response may not carry in wasi:http (the runtime manages them).
@@ -531,3 +535,213 @@ def call_wsgi(wsgi_app, req):
 def wsgi(wsgi_app):
     """The class componentize-py exports for a WSGI app: `IncomingHandler = micro.wsgi(app)`."""
     return _handler_class(lambda request: call_wsgi(wsgi_app, _read_request(request)))
+
+
+# ---------------------------------------------------------------------------
+# ASGI (3.0): run FastAPI, Starlette and friends unchanged
+
+
+class _NoSelector:
+    """The event loop's selector: a Micro has no sockets to wait on, only time."""
+
+    def select(self, timeout):
+        if timeout is None:
+            raise RuntimeError("the ASGI app waits for something that can never happen")
+        if timeout > 0:
+            time.sleep(timeout)
+        return []
+
+
+class _Loop(asyncio.BaseEventLoop):
+    """An asyncio event loop without a self-pipe (a WASI sandbox has no socketpair): callbacks,
+    timers and tasks, one request at a time."""
+
+    def __init__(self):
+        super().__init__()
+        self._selector = _NoSelector()
+
+    def _process_events(self, event_list):
+        pass
+
+    def _write_to_self(self):
+        pass
+
+
+def _inline_threads():
+    """A Micro has no threads: `anyio.to_thread.run_sync` (how Starlette and FastAPI run plain
+    `def` endpoints and dependencies) runs the function inline instead."""
+    try:
+        import anyio.to_thread
+    except ImportError:
+        return
+
+    async def run_sync(func, *args, abandon_on_cancel=False, cancellable=None, limiter=None):
+        return func(*args)
+
+    anyio.to_thread.run_sync = run_sync
+
+
+class _Lifespan:
+    """The app's lifespan, run around each execution: startup before the request, shutdown
+    after it (a Micro lives for one request)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.state = {}
+        self.supported = True
+        self.to_app = asyncio.Queue()
+        self.from_app = asyncio.Queue()
+        self.task = None
+
+    async def _run(self):
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
+        try:
+            await self.app(scope, self.to_app.get, self.from_app.put)
+        except Exception:
+            # An app that does not speak the lifespan protocol raises for its scope.
+            await self.from_app.put({"type": "lifespan.unsupported"})
+
+    async def startup(self):
+        self.task = asyncio.ensure_future(self._run())
+        await self.to_app.put({"type": "lifespan.startup"})
+        message = await self.from_app.get()
+        if message["type"] == "lifespan.unsupported":
+            self.supported = False
+        elif message["type"] == "lifespan.startup.failed":
+            raise RuntimeError("the ASGI app's startup failed: " + message.get("message", ""))
+
+    async def shutdown(self):
+        if not self.supported:
+            return
+        await self.to_app.put({"type": "lifespan.shutdown"})
+        message = await self.from_app.get()
+        if message["type"] == "lifespan.shutdown.failed":
+            print("the ASGI app's shutdown failed: " + message.get("message", ""), file=sys.stderr)
+        await self.task
+
+
+def asgi_scope(req, state):
+    """The ASGI HTTP scope of a Request."""
+    server_name, server_port = _split_host(req.authority)
+    forwarded_for = req.headers.get("x-forwarded-for")
+    client = (forwarded_for.split(",")[0].strip(), 0) if forwarded_for else None
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": req.method,
+        "scheme": req.scheme,
+        "path": unquote(req.raw_path),
+        "raw_path": req.raw_path.encode("latin-1", "replace"),
+        "query_string": req.query_string.encode("latin-1", "replace"),
+        "root_path": "",
+        "headers": [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in req.headers.items()],
+        "server": (server_name, int(server_port) if server_port.isdigit() else 80),
+        "client": client,
+        "state": dict(state),
+    }
+
+
+async def _serve_asgi(app, req):
+    lifespan = _Lifespan(app)
+    await lifespan.startup()
+    started = {}
+    chunks = []
+    done = asyncio.get_running_loop().create_future()
+    body_sent = False
+
+    async def receive():
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": req.body, "more_body": False}
+        # Asked again (to notice a client that left): only once the response is whole, so
+        # that a streaming response is not cut short.
+        await done
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        kind = message["type"]
+        if kind == "http.response.start":
+            started["status"] = int(message["status"])
+            started["headers"] = [
+                (bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in message.get("headers", [])
+            ]
+        elif kind == "http.response.body":
+            chunks.append(bytes(message.get("body", b"")))
+            if not message.get("more_body", False) and not done.done():
+                done.set_result(None)
+
+    try:
+        await app(asgi_scope(req, lifespan.state), receive, send)
+    finally:
+        if not done.done():
+            done.set_result(None)
+        await lifespan.shutdown()
+    if "status" not in started:
+        raise RuntimeError("the ASGI app sent no response")
+    return Response(b"".join(chunks), started["status"], started["headers"])
+
+
+def call_asgi(asgi_app, req):
+    """Run an ASGI application on a Request, with its lifespan around it, and collect its
+    Response (background tasks included: they run before the execution ends)."""
+    loop = _Loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_serve_asgi(asgi_app, req))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+#: Packages ASGI apps import parts of only while serving (anyio loads its event-loop backend
+#: by name): imported whole at build time, so that the component holds them.
+_ASGI_PACKAGES = ("anyio", "sniffio", "starlette", "fastapi", "multipart", "python_multipart")
+
+
+def stand_in_ssl():
+    """This Python has no `ssl` (a Micro's outbound HTTPS goes through wasi:http, not sockets),
+    yet anyio's event-loop backend imports it for its TLS streams: a module of the same names
+    stands in, each failing with that explanation if it is ever used."""
+    try:
+        import ssl  # noqa: F401
+        return
+    except ImportError:
+        pass
+    import enum
+    import types
+
+    reason = "TLS sockets do not exist in a Micro: outbound HTTPS goes through wasi:http"
+
+    class SSLError(OSError):
+        pass
+
+    class _Unavailable:
+        def __init__(self, *args, **kwargs):
+            raise OSError(reason)
+
+    module = types.ModuleType("ssl", "A stand-in for `ssl`, which a Micro does not have.")
+    module.SSLError = SSLError
+    for name in ("SSLEOFError", "SSLZeroReturnError", "SSLWantReadError", "SSLWantWriteError",
+                 "SSLSyscallError", "SSLCertVerificationError", "CertificateError"):
+        setattr(module, name, type(name, (SSLError,), {}))
+    for name in ("SSLContext", "SSLObject", "SSLSocket", "MemoryBIO", "SSLSession"):
+        setattr(module, name, type(name, (_Unavailable,), {}))
+    module.Purpose = enum.Enum("Purpose", "SERVER_AUTH CLIENT_AUTH")
+    module.TLSVersion = enum.Enum("TLSVersion", "TLSv1_2 TLSv1_3")
+    module.create_default_context = _Unavailable
+    module.CERT_NONE, module.CERT_OPTIONAL, module.CERT_REQUIRED = 0, 1, 2
+    module.PROTOCOL_TLS_CLIENT, module.PROTOCOL_TLS_SERVER = 16, 17
+    module.HAS_SNI = module.HAS_ALPN = False
+    sys.modules["ssl"] = module
+
+
+def asgi(asgi_app):
+    """The class componentize-py exports for an ASGI app: `IncomingHandler = micro.asgi(app)`."""
+    stand_in_ssl()
+    for package in _ASGI_PACKAGES:
+        if importlib.util.find_spec(package) is not None:
+            preload(package)
+    _inline_threads()
+    return _handler_class(lambda request: call_asgi(asgi_app, _read_request(request)))

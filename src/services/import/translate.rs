@@ -1,0 +1,700 @@
+//! The translation itself: each field of a `Spacefile` into the manifest's, with a note for
+//! everything that is not carried over as it was.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::python::{self, COMPONENT, SUPPORT_DIR};
+use super::space::{SpaceFile, SpaceMicro, brief, discovery_front_matter};
+use super::{Imported, Note, NoteKind};
+use crate::spec::manifest::{ActionId, EnvName, Interval, MicroName, RoutePattern};
+
+/// What Space's engines become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A folder of files; the engine's output folder and build, if Space supplied them.
+    Static {
+        serve: Option<&'static str>,
+        build: Option<&'static [&'static str]>,
+        caveat: Option<&'static str>,
+    },
+    /// A Python app, ASGI or WSGI.
+    Python,
+    /// A Node app.
+    Node,
+    /// A program of its own (`custom`), or an engine this does not know.
+    Custom,
+}
+
+/// The build of Space's front-end engines when a Micro gave none.
+const NPM_BUILD: &[&str] = &["npm install", "npm run build"];
+
+fn kind(engine: &str) -> Kind {
+    match engine {
+        "static" => Kind::Static {
+            serve: None,
+            build: None,
+            caveat: None,
+        },
+        "react" => Kind::Static {
+            serve: Some("build"),
+            build: Some(NPM_BUILD),
+            caveat: None,
+        },
+        "vue" => Kind::Static {
+            serve: Some("dist"),
+            build: Some(NPM_BUILD),
+            caveat: None,
+        },
+        "svelte" => Kind::Static {
+            serve: Some("public"),
+            build: Some(NPM_BUILD),
+            caveat: None,
+        },
+        "next" => Kind::Static {
+            serve: Some("out"),
+            build: Some(NPM_BUILD),
+            caveat: Some(
+                "a Next app is served as its static export (`output: \"export\"` in \
+                 next.config.js, written to `out`): server-side rendering and API routes need a \
+                 Node server, which micros does not run; move them to a Micro of their own",
+            ),
+        },
+        "nuxt" => Kind::Static {
+            serve: Some(".output/public"),
+            build: Some(&["npm install", "npx nuxi generate"]),
+            caveat: Some(
+                "a Nuxt app is served as its static site (`nuxi generate`): server routes need \
+                 a Node server, which micros does not run",
+            ),
+        },
+        "svelte-kit" => Kind::Static {
+            serve: Some("build"),
+            build: Some(NPM_BUILD),
+            caveat: Some(
+                "a SvelteKit app is served as a static site: build it with \
+                 `@sveltejs/adapter-static` (output `build`); server routes and `+server.js` \
+                 endpoints need a Node server, which micros does not run",
+            ),
+        },
+        "python3.8" | "python3.9" => Kind::Python,
+        "nodejs14" | "nodejs14.x" | "nodejs16" | "nodejs16.x" | "nodejs18" | "nodejs18.x" => {
+            Kind::Node
+        }
+        _ => Kind::Custom,
+    }
+}
+
+/// The manifest being written: lines of TOML.
+#[derive(Default)]
+struct Toml(String);
+
+impl Toml {
+    fn line(&mut self, line: impl AsRef<str>) {
+        self.0.push_str(line.as_ref());
+        self.0.push('\n');
+    }
+
+    fn string(&mut self, key: &str, value: &str) {
+        self.line(format!("{key} = {}", quote(value)));
+    }
+
+    fn strings(&mut self, key: &str, values: &[String]) {
+        if values.len() <= 2 && values.iter().map(String::len).sum::<usize>() < 60 {
+            let joined: Vec<String> = values.iter().map(|v| quote(v)).collect();
+            self.line(format!("{key} = [{}]", joined.join(", ")));
+            return;
+        }
+        self.line(format!("{key} = ["));
+        for value in values {
+            self.line(format!("  {},", quote(value)));
+        }
+        self.line("]");
+    }
+}
+
+/// A TOML string.
+fn quote(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+/// Translates `spacefile` of the app in `dir`.
+pub(super) fn translate(
+    dir: &Path,
+    spacefile: &SpaceFile,
+    discovery: Option<&str>,
+) -> anyhow::Result<Imported> {
+    let mut notes = Vec::new();
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut toml = Toml::default();
+    let mut note = |kind, field: &str, text: String| {
+        notes.push(Note {
+            kind,
+            field: field.to_string(),
+            text,
+        });
+    };
+    toml.line("# Written by `micros import` from this app's Space `Spacefile`; what it assumed,");
+    toml.line("# dropped or left to do by hand, it printed. Reference: docs/manifest.md.");
+    toml.line("v = 1");
+    let front = discovery.map(discovery_front_matter).unwrap_or_default();
+    match (
+        &spacefile.app_name,
+        front.get("app_name").and_then(Value::as_str),
+    ) {
+        (Some(name), _) => toml.string("app_name", name),
+        (None, Some(name)) => {
+            toml.string("app_name", name);
+            note(
+                NoteKind::Assumed,
+                "app_name",
+                format!("`{name}`, from the front matter of `Discovery.md`"),
+            );
+        }
+        (None, None) => note(
+            NoteKind::Assumed,
+            "app_name",
+            "none given: name the app when you push it (`micros push --app NAME`)".into(),
+        ),
+    }
+    if let Some(version) = front.get("version").and_then(Value::as_str) {
+        toml.string("version", version);
+    }
+    if let Some(icon) = &spacefile.icon {
+        note(
+            NoteKind::Dropped,
+            "icon",
+            format!("`{}`: micros shows no app icons", brief(icon)),
+        );
+    }
+    for (key, value) in &spacefile.other {
+        note(
+            NoteKind::Dropped,
+            key,
+            format!(
+                "`{}`: not a field of Space's Spacefile, nor of micros'",
+                brief(value)
+            ),
+        );
+    }
+    let mut python_micros = 0;
+    for (index, micro) in spacefile.micros.iter().enumerate() {
+        let mut micro_notes = Vec::new();
+        let python = translate_micro(dir, index, micro, &mut toml, &mut micro_notes, &mut files)?;
+        python_micros += usize::from(python);
+        notes.extend(micro_notes);
+    }
+    if python_micros > 0 {
+        for (path, bytes) in crate::services::starter::wit_files() {
+            files.push((path, bytes.to_vec()));
+        }
+        files.push((
+            Path::new(SUPPORT_DIR).join("micro.py"),
+            crate::services::starter::python_toolkit()?.to_vec(),
+        ));
+    }
+    notes.sort_by_key(|n| n.kind);
+    Ok(Imported {
+        manifest: toml.0,
+        files,
+        notes,
+    })
+}
+
+/// The notes of one Micro, each field named under it.
+struct Notes<'a> {
+    here: String,
+    list: &'a mut Vec<Note>,
+}
+
+impl Notes<'_> {
+    fn add(&mut self, kind: NoteKind, field: &str, text: String) {
+        self.list.push(Note {
+            kind,
+            field: if field.is_empty() {
+                self.here.clone()
+            } else {
+                format!("{}.{field}", self.here)
+            },
+            text,
+        });
+    }
+}
+
+/// Translates one Micro into `toml`; whether it is a Python Micro (which needs the toolkit).
+fn translate_micro(
+    dir: &Path,
+    index: usize,
+    micro: &SpaceMicro,
+    toml: &mut Toml,
+    notes: &mut Vec<Note>,
+    files: &mut Vec<(PathBuf, Vec<u8>)>,
+) -> anyhow::Result<bool> {
+    let here = format!("micros[{index}]");
+    let mut notes = Notes {
+        here: here.clone(),
+        list: notes,
+    };
+    let name = micro
+        .name
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("`{here}` has no `name`, which Space required too"))?;
+    name.parse::<MicroName>()
+        .map_err(|e| anyhow::anyhow!("`{here}.name`: {e}"))?;
+    let src = clean_path(micro.src.as_deref().unwrap_or("."));
+    if micro.src.is_none() {
+        notes.add(
+            NoteKind::Assumed,
+            "src",
+            "none given: the app's folder".into(),
+        );
+    }
+    if Path::new(&src).is_absolute() || src.split('/').any(|part| part == "..") {
+        anyhow::bail!("`{here}.src`: `{src}` is outside the app's folder");
+    }
+    let engine = micro.engine.as_deref().unwrap_or_else(|| {
+        notes.add(
+            NoteKind::Assumed,
+            "engine",
+            "none given (Space required one): taken as `static`".into(),
+        );
+        "static"
+    });
+    let kind = kind(engine);
+    toml.line("");
+    toml.line(format!("[[micros]]  # Space's engine: {engine}"));
+    toml.string("name", name);
+    toml.string("src", &src);
+    let src_dir = dir.join(&src);
+    let up = "../".repeat(
+        src.split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .count(),
+    );
+    let mut commands: Vec<String> = micro.commands.clone().unwrap_or_default();
+    let mut python = false;
+    let mut runs_code = true;
+    match kind {
+        Kind::Static {
+            serve,
+            build,
+            caveat,
+        } => {
+            runs_code = false;
+            toml.string("engine", "static");
+            let serve = match (&micro.serve, serve) {
+                (Some(given), _) => clean_path(given),
+                (None, default) => {
+                    let found = [default.unwrap_or("."), "dist", "build", "public", "out"]
+                        .into_iter()
+                        .find(|folder| src_dir.join(folder).is_dir());
+                    let chosen = found.or(default).unwrap_or(".");
+                    notes.add(
+                        NoteKind::Assumed,
+                        "serve",
+                        format!(
+                            "none given: `{chosen}`{}",
+                            if found.is_some() {
+                                ", the output folder found in `src`"
+                            } else {
+                                ", where the engine's build writes (build it to check)"
+                            }
+                        ),
+                    );
+                    chosen.to_string()
+                }
+            };
+            if serve != "." {
+                toml.string("serve", &serve);
+            }
+            if commands.is_empty()
+                && let Some(build) = build
+            {
+                commands = build.iter().map(ToString::to_string).collect();
+                notes.add(
+                    NoteKind::Assumed,
+                    "commands",
+                    format!("none given: `{}`, the engine's build", build.join("`, `")),
+                );
+            }
+            if let Some(caveat) = caveat {
+                notes.add(NoteKind::ByHand, "engine", caveat.into());
+            }
+        }
+        Kind::Python => {
+            let target = python::target(
+                &src_dir,
+                micro.run.as_deref(),
+                &format!("{here}.run"),
+                notes.list,
+            );
+            toml.string("component", COMPONENT);
+            let requirements = src_dir.join("requirements.txt");
+            let has_requirements = requirements.is_file();
+            if let Ok(text) = std::fs::read_to_string(&requirements)
+                && text.lines().any(|l| {
+                    let l = l.trim().to_ascii_lowercase();
+                    l == "deta"
+                        || l.starts_with("deta=")
+                        || l.starts_with("deta>")
+                        || l.starts_with("deta<")
+                        || l.starts_with("deta~")
+                        || l.starts_with("deta ")
+                        || l.starts_with("deta;")
+                })
+            {
+                notes.add(
+                    NoteKind::ByHand,
+                    "src/requirements.txt",
+                    "`deta` is left out of the install (the name on PyPI now belongs to \
+                     another project): Deta's Python SDK does not run in a Python Micro yet; \
+                     read and write the app's data through the owner's data routes \
+                     (docs/data.md) until it does"
+                        .into(),
+                );
+            }
+            let (module, entry) = match &target {
+                Some(target) => python::entry(name, target),
+                None => python::entry(
+                    name,
+                    &python::Target {
+                        module: "main".into(),
+                        attr: "app".into(),
+                        interface: python::Interface::Asgi,
+                    },
+                ),
+            };
+            files.push((
+                Path::new(SUPPORT_DIR).join(format!("{module}.py")),
+                entry.into_bytes(),
+            ));
+            let ours = python::commands(name, &up, has_requirements);
+            if !commands.is_empty() {
+                notes.add(
+                    NoteKind::Assumed,
+                    "commands",
+                    "kept, and run before the Python build".into(),
+                );
+            }
+            commands.extend(ours);
+            python = true;
+        }
+        Kind::Node => {
+            toml.string("component", "app.wasm");
+            notes.add(
+                NoteKind::ByHand,
+                "engine",
+                format!(
+                    "`{engine}` ran a Node server; a JavaScript Micro here is a fetch-style \
+                     handler built with componentize-js (see `micros new --lang js`): move the \
+                     routes there and build `app.wasm` with its commands{}",
+                    node_findings(&src_dir)
+                ),
+            );
+        }
+        Kind::Custom => {
+            toml.string("component", "app.wasm");
+            notes.add(
+                NoteKind::ByHand,
+                "engine",
+                format!(
+                    "`{engine}` ran a native program{}: build the Micro as a `wasm32-wasip2` \
+                     component instead (Rust: `cargo build --target wasm32-wasip2`; Go: TinyGo \
+                     with `-target=wasip2`), write it to `app.wasm` in `src`, and its build into \
+                     `commands`",
+                    micro
+                        .run
+                        .as_deref()
+                        .map(|r| format!(" (`{r}`)"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+    }
+    if let Some(primary) = micro.primary {
+        toml.line(format!("primary = {primary}"));
+    }
+    if let Some(path) = &micro.path {
+        let path = format!("/{}", path.trim_matches('/'));
+        toml.string("path", &path);
+    }
+    if !commands.is_empty() {
+        toml.strings("commands", &commands);
+    }
+    let routes = micro.public_routes.clone().unwrap_or_default();
+    match micro.public {
+        Some(true) => {
+            toml.line("public = true");
+            if !routes.is_empty() {
+                notes.add(
+                    NoteKind::Dropped,
+                    "public_routes",
+                    "the Micro is public, every route of it: the list adds nothing".into(),
+                );
+            }
+        }
+        _ => {
+            let mut kept = Vec::new();
+            for route in routes {
+                let written = if route.starts_with('/') {
+                    route.clone()
+                } else {
+                    format!("/{route}")
+                };
+                if is_regex(&written) || written.parse::<RoutePattern>().is_err() {
+                    notes.add(
+                        NoteKind::ByHand,
+                        "public_routes",
+                        format!(
+                            "`{route}` is not a route pattern (`/path`, `*` for any run of \
+                             characters): not carried over, so those routes stay private; write \
+                             the routes it meant as patterns"
+                        ),
+                    );
+                    continue;
+                }
+                kept.push(written);
+            }
+            if !kept.is_empty() {
+                toml.strings("public_routes", &kept);
+            }
+        }
+    }
+    if let Some(run) = &micro.run
+        && !matches!(kind, Kind::Python)
+    {
+        notes.add(
+            NoteKind::Dropped,
+            "run",
+            format!("`{run}`: a Micro is a component called for each request, not a process"),
+        );
+    }
+    if let Some(dev) = &micro.dev {
+        notes.add(
+            NoteKind::Dropped,
+            "dev",
+            format!("`{dev}`: `micros up --watch` rebuilds and serves the app as you edit"),
+        );
+    }
+    if let Some(include) = &micro.include {
+        notes.add(
+            NoteKind::Dropped,
+            "include",
+            format!(
+                "`{}`: every file under `src` is bundled; leave out what the Micro does not need \
+                 in `.spaceignore`",
+                include.join("`, `")
+            ),
+        );
+    }
+    if micro.serve.is_some() && !matches!(kind, Kind::Static { .. }) {
+        notes.add(
+            NoteKind::Dropped,
+            "serve",
+            "only a static Micro serves a folder".into(),
+        );
+    }
+    if micro.provide_actions.is_some() {
+        notes.add(
+            NoteKind::Dropped,
+            "provide_actions",
+            "micros has no actions one app offers another".into(),
+        );
+    }
+    if let Some(runtime) = &micro.runtime {
+        notes.add(
+            NoteKind::Dropped,
+            "runtime",
+            format!("`{runtime}`: the engine decides how the Micro runs"),
+        );
+    }
+    for (key, value) in &micro.other {
+        notes.add(
+            NoteKind::Dropped,
+            key,
+            format!(
+                "`{}`: not a field of Space's Spacefile, nor of micros'",
+                brief(value)
+            ),
+        );
+    }
+    if let Some(presets) = &micro.presets {
+        for key in presets.other.keys() {
+            notes.add(
+                NoteKind::Dropped,
+                &format!("presets.{key}"),
+                "not a preset micros knows".into(),
+            );
+        }
+        if presets.api_keys == Some(true) {
+            toml.line("");
+            toml.line("[micros.presets]");
+            toml.line("api_keys = true");
+        }
+        for (i, env) in presets.env.iter().flatten().enumerate() {
+            let field = format!("presets.env[{i}]");
+            let Some(var) = &env.name else {
+                notes.add(NoteKind::Dropped, &field, "has no `name`".into());
+                continue;
+            };
+            if !runs_code {
+                notes.add(
+                    NoteKind::Dropped,
+                    &field,
+                    format!("`{var}`: a static Micro runs no code to read it"),
+                );
+                continue;
+            }
+            if let Err(error) = var.parse::<EnvName>() {
+                notes.add(
+                    NoteKind::ByHand,
+                    &field,
+                    format!("not carried over: {error}"),
+                );
+                continue;
+            }
+            toml.line("");
+            toml.line("[[micros.presets.env]]");
+            toml.string("name", var);
+            if let Some(description) = &env.description {
+                toml.string("description", description);
+            }
+            match &env.default {
+                None | Some(Value::Null) => {}
+                Some(Value::String(text)) => toml.string("default", text),
+                Some(other) => toml.string("default", &other.to_string()),
+            }
+            for key in env.other.keys() {
+                notes.add(
+                    NoteKind::Dropped,
+                    &format!("{field}.{key}"),
+                    "not a field of a preset".into(),
+                );
+            }
+        }
+    }
+    for (i, action) in micro.actions.iter().flatten().enumerate() {
+        let field = format!("actions[{i}]");
+        if !runs_code {
+            notes.add(
+                NoteKind::Dropped,
+                &field,
+                "a static Micro runs no code to act".into(),
+            );
+            continue;
+        }
+        let id = action.id.clone().unwrap_or_default();
+        if let Err(error) = id.parse::<ActionId>() {
+            notes.add(
+                NoteKind::ByHand,
+                &field,
+                format!("not carried over: {error}"),
+            );
+            continue;
+        }
+        let mut interval = action.default_interval.clone().unwrap_or_default();
+        let fields: Vec<&str> = interval.split_whitespace().collect();
+        if fields.len() == 5 && (fields[2] == "?" || fields[4] == "?") {
+            let written = fields
+                .iter()
+                .map(|f| if *f == "?" { "*" } else { f })
+                .collect::<Vec<_>>()
+                .join(" ");
+            notes.add(
+                NoteKind::Assumed,
+                &format!("{field}.default_interval"),
+                format!("`{interval}` written `{written}`: `?` (any day, in Space's cron) is `*`"),
+            );
+            interval = written;
+        }
+        if let Err(error) = Interval::try_from(interval.clone()) {
+            notes.add(
+                NoteKind::ByHand,
+                &format!("{field}.default_interval"),
+                format!("not carried over: {error}"),
+            );
+            continue;
+        }
+        if action.trigger.as_deref().is_some_and(|t| t != "schedule") {
+            notes.add(
+                NoteKind::ByHand,
+                &format!("{field}.trigger"),
+                "not carried over: `schedule` is the only trigger".into(),
+            );
+            continue;
+        }
+        toml.line("");
+        toml.line("[[micros.actions]]");
+        toml.string("id", &id);
+        toml.string("name", action.name.as_deref().unwrap_or(&id));
+        if let Some(description) = &action.description {
+            toml.string("description", description);
+        }
+        toml.string("trigger", "schedule");
+        toml.string("default_interval", &interval);
+        if let Some(path) = &action.path {
+            notes.add(
+                NoteKind::Dropped,
+                &format!("{field}.path"),
+                format!("`{path}`: actions are delivered to `/__space/v0/actions`, as Space did"),
+            );
+        }
+        for key in action.other.keys() {
+            notes.add(
+                NoteKind::Dropped,
+                &format!("{field}.{key}"),
+                "not a field of an action".into(),
+            );
+        }
+    }
+    Ok(python)
+}
+
+/// A path as the manifest writes it: without `./` in front or `/` behind; `.` for the folder.
+fn clean_path(path: &str) -> String {
+    let trimmed = path.trim().trim_end_matches('/');
+    let trimmed = trimmed.strip_prefix("./").unwrap_or(trimmed);
+    if trimmed.is_empty() || trimmed == "." {
+        ".".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// Whether a public route is written as a regular expression rather than a pattern.
+fn is_regex(route: &str) -> bool {
+    route.contains(['(', ')', '[', ']', '^', '$', '+', '\\', '|', '{', '}']) || route.contains(".*")
+}
+
+/// What in a Node Micro's `package.json` will not run in a JavaScript Micro, as a clause.
+fn node_findings(src: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(src.join("package.json")) else {
+        return String::new();
+    };
+    let Ok(package) = serde_json::from_str::<Value>(&text) else {
+        return String::new();
+    };
+    let servers: Vec<&str> = ["express", "koa", "fastify", "@hapi/hapi", "restify"]
+        .into_iter()
+        .filter(|name| package["dependencies"].get(name).is_some())
+        .collect();
+    let mut findings = Vec::new();
+    if !servers.is_empty() {
+        findings.push(format!(
+            "its server framework (`{}`) listens on a socket, which a Micro cannot: Hono's \
+             fetch-style `app.fetch` runs as it is",
+            servers.join("`, `")
+        ));
+    }
+    if package["dependencies"].get("deta").is_some() {
+        findings.push(
+            "`deta` (Deta's SDK) reaches Base and Drive through `fetch`, which a Micro has".into(),
+        );
+    }
+    if findings.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", findings.join("; "))
+    }
+}

@@ -1,0 +1,2 @@
+from bottle import Bottle
+app = Bottle()
