@@ -8,11 +8,14 @@ use serde_json::Value;
 use super::python::{self, COMPONENT, SUPPORT_DIR};
 use super::space::{SpaceFile, SpaceMicro, brief, discovery_front_matter};
 use super::{Imported, Note, NoteKind};
-use crate::spec::manifest::{ActionId, EnvName, Interval, MicroName, RoutePattern};
+use fields::{actions, dropped, presets, routes};
+
+mod fields;
+use crate::spec::manifest::MicroName;
 
 /// What Space's engines become.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     /// A folder of files; the engine's output folder and build, if Space supplied them.
     Static {
         serve: Option<&'static str>,
@@ -88,19 +91,19 @@ fn kind(engine: &str) -> Kind {
 
 /// The manifest being written: lines of TOML.
 #[derive(Default)]
-struct Toml(String);
+pub(super) struct Toml(String);
 
 impl Toml {
-    fn line(&mut self, line: impl AsRef<str>) {
+    pub(super) fn line(&mut self, line: impl AsRef<str>) {
         self.0.push_str(line.as_ref());
         self.0.push('\n');
     }
 
-    fn string(&mut self, key: &str, value: &str) {
+    pub(super) fn string(&mut self, key: &str, value: &str) {
         self.line(format!("{key} = {}", quote(value)));
     }
 
-    fn strings(&mut self, key: &str, values: &[String]) {
+    pub(super) fn strings(&mut self, key: &str, values: &[String]) {
         if values.len() <= 2 && values.iter().map(String::len).sum::<usize>() < 60 {
             let joined: Vec<String> = values.iter().map(|v| quote(v)).collect();
             self.line(format!("{key} = [{}]", joined.join(", ")));
@@ -203,13 +206,13 @@ pub(super) fn translate(
 }
 
 /// The notes of one Micro, each field named under it.
-struct Notes<'a> {
+pub(super) struct Notes<'a> {
     here: String,
     list: &'a mut Vec<Note>,
 }
 
 impl Notes<'_> {
-    fn add(&mut self, kind: NoteKind, field: &str, text: String) {
+    pub(super) fn add(&mut self, kind: NoteKind, field: &str, text: String) {
         self.list.push(Note {
             kind,
             field: if field.is_empty() {
@@ -422,232 +425,10 @@ fn translate_micro(
     if !commands.is_empty() {
         toml.strings("commands", &commands);
     }
-    let routes = micro.public_routes.clone().unwrap_or_default();
-    match micro.public {
-        Some(true) => {
-            toml.line("public = true");
-            if !routes.is_empty() {
-                notes.add(
-                    NoteKind::Dropped,
-                    "public_routes",
-                    "the Micro is public, every route of it: the list adds nothing".into(),
-                );
-            }
-        }
-        _ => {
-            let mut kept = Vec::new();
-            for route in routes {
-                let written = if route.starts_with('/') {
-                    route.clone()
-                } else {
-                    format!("/{route}")
-                };
-                if is_regex(&written) || written.parse::<RoutePattern>().is_err() {
-                    notes.add(
-                        NoteKind::ByHand,
-                        "public_routes",
-                        format!(
-                            "`{route}` is not a route pattern (`/path`, `*` for any run of \
-                             characters): not carried over, so those routes stay private; write \
-                             the routes it meant as patterns"
-                        ),
-                    );
-                    continue;
-                }
-                kept.push(written);
-            }
-            if !kept.is_empty() {
-                toml.strings("public_routes", &kept);
-            }
-        }
-    }
-    if let Some(run) = &micro.run
-        && !matches!(kind, Kind::Python)
-    {
-        notes.add(
-            NoteKind::Dropped,
-            "run",
-            format!("`{run}`: a Micro is a component called for each request, not a process"),
-        );
-    }
-    if let Some(dev) = &micro.dev {
-        notes.add(
-            NoteKind::Dropped,
-            "dev",
-            format!("`{dev}`: `micros up --watch` rebuilds and serves the app as you edit"),
-        );
-    }
-    if let Some(include) = &micro.include {
-        notes.add(
-            NoteKind::Dropped,
-            "include",
-            format!(
-                "`{}`: every file under `src` is bundled; leave out what the Micro does not need \
-                 in `.spaceignore`",
-                include.join("`, `")
-            ),
-        );
-    }
-    if micro.serve.is_some() && !matches!(kind, Kind::Static { .. }) {
-        notes.add(
-            NoteKind::Dropped,
-            "serve",
-            "only a static Micro serves a folder".into(),
-        );
-    }
-    if micro.provide_actions.is_some() {
-        notes.add(
-            NoteKind::Dropped,
-            "provide_actions",
-            "micros has no actions one app offers another".into(),
-        );
-    }
-    if let Some(runtime) = &micro.runtime {
-        notes.add(
-            NoteKind::Dropped,
-            "runtime",
-            format!("`{runtime}`: the engine decides how the Micro runs"),
-        );
-    }
-    for (key, value) in &micro.other {
-        notes.add(
-            NoteKind::Dropped,
-            key,
-            format!(
-                "`{}`: not a field of Space's Spacefile, nor of micros'",
-                brief(value)
-            ),
-        );
-    }
-    if let Some(presets) = &micro.presets {
-        for key in presets.other.keys() {
-            notes.add(
-                NoteKind::Dropped,
-                &format!("presets.{key}"),
-                "not a preset micros knows".into(),
-            );
-        }
-        if presets.api_keys == Some(true) {
-            toml.line("");
-            toml.line("[micros.presets]");
-            toml.line("api_keys = true");
-        }
-        for (i, env) in presets.env.iter().flatten().enumerate() {
-            let field = format!("presets.env[{i}]");
-            let Some(var) = &env.name else {
-                notes.add(NoteKind::Dropped, &field, "has no `name`".into());
-                continue;
-            };
-            if !runs_code {
-                notes.add(
-                    NoteKind::Dropped,
-                    &field,
-                    format!("`{var}`: a static Micro runs no code to read it"),
-                );
-                continue;
-            }
-            if let Err(error) = var.parse::<EnvName>() {
-                notes.add(
-                    NoteKind::ByHand,
-                    &field,
-                    format!("not carried over: {error}"),
-                );
-                continue;
-            }
-            toml.line("");
-            toml.line("[[micros.presets.env]]");
-            toml.string("name", var);
-            if let Some(description) = &env.description {
-                toml.string("description", description);
-            }
-            match &env.default {
-                None | Some(Value::Null) => {}
-                Some(Value::String(text)) => toml.string("default", text),
-                Some(other) => toml.string("default", &other.to_string()),
-            }
-            for key in env.other.keys() {
-                notes.add(
-                    NoteKind::Dropped,
-                    &format!("{field}.{key}"),
-                    "not a field of a preset".into(),
-                );
-            }
-        }
-    }
-    for (i, action) in micro.actions.iter().flatten().enumerate() {
-        let field = format!("actions[{i}]");
-        if !runs_code {
-            notes.add(
-                NoteKind::Dropped,
-                &field,
-                "a static Micro runs no code to act".into(),
-            );
-            continue;
-        }
-        let id = action.id.clone().unwrap_or_default();
-        if let Err(error) = id.parse::<ActionId>() {
-            notes.add(
-                NoteKind::ByHand,
-                &field,
-                format!("not carried over: {error}"),
-            );
-            continue;
-        }
-        let mut interval = action.default_interval.clone().unwrap_or_default();
-        let fields: Vec<&str> = interval.split_whitespace().collect();
-        if fields.len() == 5 && (fields[2] == "?" || fields[4] == "?") {
-            let written = fields
-                .iter()
-                .map(|f| if *f == "?" { "*" } else { f })
-                .collect::<Vec<_>>()
-                .join(" ");
-            notes.add(
-                NoteKind::Assumed,
-                &format!("{field}.default_interval"),
-                format!("`{interval}` written `{written}`: `?` (any day, in Space's cron) is `*`"),
-            );
-            interval = written;
-        }
-        if let Err(error) = Interval::try_from(interval.clone()) {
-            notes.add(
-                NoteKind::ByHand,
-                &format!("{field}.default_interval"),
-                format!("not carried over: {error}"),
-            );
-            continue;
-        }
-        if action.trigger.as_deref().is_some_and(|t| t != "schedule") {
-            notes.add(
-                NoteKind::ByHand,
-                &format!("{field}.trigger"),
-                "not carried over: `schedule` is the only trigger".into(),
-            );
-            continue;
-        }
-        toml.line("");
-        toml.line("[[micros.actions]]");
-        toml.string("id", &id);
-        toml.string("name", action.name.as_deref().unwrap_or(&id));
-        if let Some(description) = &action.description {
-            toml.string("description", description);
-        }
-        toml.string("trigger", "schedule");
-        toml.string("default_interval", &interval);
-        if let Some(path) = &action.path {
-            notes.add(
-                NoteKind::Dropped,
-                &format!("{field}.path"),
-                format!("`{path}`: actions are delivered to `/__space/v0/actions`, as Space did"),
-            );
-        }
-        for key in action.other.keys() {
-            notes.add(
-                NoteKind::Dropped,
-                &format!("{field}.{key}"),
-                "not a field of an action".into(),
-            );
-        }
-    }
+    routes(micro, toml, &mut notes);
+    dropped(micro, &kind, &mut notes);
+    presets(micro, runs_code, toml, &mut notes);
+    actions(micro, runs_code, toml, &mut notes);
     Ok(python)
 }
 
@@ -660,11 +441,6 @@ fn clean_path(path: &str) -> String {
     } else {
         trimmed.to_string()
     }
-}
-
-/// Whether a public route is written as a regular expression rather than a pattern.
-fn is_regex(route: &str) -> bool {
-    route.contains(['(', ')', '[', ']', '^', '$', '+', '\\', '|', '{', '}']) || route.contains(".*")
 }
 
 /// What in a Node Micro's `package.json` will not run in a JavaScript Micro, as a clause.
