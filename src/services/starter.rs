@@ -128,6 +128,14 @@ pub(crate) fn python_toolkit() -> anyhow::Result<&'static [u8]> {
         .context("the Python toolkit is missing from this build")
 }
 
+/// The Python starter's `deta.py`: Deta's Python SDK's API over the app's own Base and Drive.
+pub(crate) fn python_deta() -> anyhow::Result<&'static [u8]> {
+    TEMPLATES
+        .get_file("python/main/deta.py")
+        .map(include_dir::File::contents)
+        .context("the Python `deta` module is missing from this build")
+}
+
 /// Writes every file of `tree` (whose paths start with `prefix`) under `to`, the app's name put
 /// in where the starter marks it.
 fn write_tree(tree: &Dir<'_>, prefix: &Path, to: &Path, name: &str) -> anyhow::Result<()> {

@@ -152,3 +152,103 @@ async fn a_fastapi_space_app_is_imported_built_and_served() {
     // Private routes stay private: only `/public/*` of the API was opened.
     terminate(served).await;
 }
+
+/// A Flask app using Deta's SDK (`from deta import Deta`) for Drive uploads and a Base, as a
+/// Space app: its data outlives a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flask_space_app_keeps_its_drive_and_base_across_a_restart() {
+    require(
+        "python3",
+        &["-m", "venv", "--help"],
+        "apt-get install -y python3 python3-venv",
+    );
+    let (app, notes) = imported("flask-drive");
+    assert!(notes.contains("`micros_python/deta.py`"), "{notes}");
+    build(app.path()).await;
+    let state = tempfile::tempdir().unwrap();
+    let args = [
+        app.path().to_str().unwrap(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ];
+    let served = up(&args).await;
+    assert_eq!(send(&served, "GET", "/health", None).await.body, "ok");
+    let photo: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let mut form =
+        b"--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"cat.png\"\r\n\
+        content-type: image/png\r\n\r\n"
+            .to_vec();
+    form.extend_from_slice(&photo);
+    form.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let uploaded = send(
+        &served,
+        "POST",
+        "/upload",
+        Some(("multipart/form-data; boundary=XyZ", form)),
+    )
+    .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.body);
+    assert_eq!(uploaded.json(), json!({ "uploaded": "cat.png" }));
+    let note = br#"{"key": "n1", "text": "milk"}"#.to_vec();
+    let saved = send(&served, "POST", "/notes", Some(("application/json", note))).await;
+    assert_eq!(saved.status, 201, "{}", saved.body);
+    assert_eq!(saved.json()["text"], "milk");
+    assert!(saved.json()["__expires"].as_u64().unwrap() > 1_700_000_000);
+    let sdk = send(&served, "GET", "/sdk", None).await;
+    assert_eq!(sdk.status, 200, "{}", sdk.body);
+    assert_eq!(
+        sdk.json(),
+        json!({
+            "put": {"key": "a", "n": 1},
+            "put_value": {"key": "v", "value": "plain"},
+            "put_many": [{"key": "b", "n": 2}, {"key": "c", "n": 3, "tags": ["x"]}],
+            "get": {"key": "a", "n": 1},
+            "missing": null,
+            "insert_taken": "Item with key 'a' already exists",
+            "insert": {"key": "d", "n": 4},
+            "updated": {"key": "c", "n": 8, "tags": ["w", "x", "y"]},
+            "update_missing": "Key 'nope' not found",
+            "pages": [[2, "c", ["b", "c"]], [1, null, ["d"]]],
+            "or": ["a", "d"],
+            "deleted": null,
+            "expire_at": 2_000_000_000,
+            "file": "hello| drive",
+            "lines": ["hello drive"],
+            "list": ["b.bin", "notes/a.txt"],
+            "list_prefix": ["notes/a.txt"],
+            "list_page": {"names": ["b.bin"], "paging": {"size": 1, "last": "b.bin"}},
+            "delete_many": {"deleted": ["b.bin", "nope"], "failed": {}},
+            "missing_file": null,
+        })
+    );
+    terminate(served).await;
+
+    let served = up(&args).await;
+    assert_eq!(
+        send(&served, "GET", "/files", None).await.json(),
+        json!(["cat.png"])
+    );
+    let stored = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        crate::support::send(
+            served.addr,
+            http::Request::get("/files/cat.png")
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.body.as_deref(), Ok(&photo[..]));
+    assert_eq!(
+        send(&served, "GET", "/notes", None).await.json(),
+        json!({ "count": 1, "keys": ["n1"] })
+    );
+    let deleted = send(&served, "DELETE", "/files/cat.png", None).await;
+    assert_eq!(deleted.json(), json!({ "deleted": "cat.png" }));
+    assert_eq!(
+        send(&served, "GET", "/files/cat.png", None).await.status,
+        404
+    );
+    terminate(served).await;
+}

@@ -206,12 +206,24 @@ pub(super) fn commands(micro: &str, up: &str, requirements: bool) -> Vec<String>
     let mut paths = format!("-p . -p {up}{SUPPORT_DIR}");
     let mut inputs = format!(". {up}{SUPPORT_DIR} {up}wit");
     if requirements {
+        // Pure-Python wheels for the Python componentize-py embeds, first; if a requirement has
+        // none, what pip finds for this machine, as the Flask example installs: a package
+        // whose native code has a pure-Python fallback (MarkupSafe) still works, one without
+        // fails to import when the component is built, naming itself. Either way the packages
+        // with native code are named.
         commands.push(format!(
             "cmp -s requirements.txt {site}/.requirements.txt || {{ rm -rf {site} && mkdir -p {site} && \
              grep -v -i -E '^[[:space:]]*deta[[:space:]]*([=<>~!;[]|$)' requirements.txt > {site}.txt; \
-             {python}/pip install --quiet --disable-pip-version-check --target {site} \
+             if ! {python}/pip install --quiet --disable-pip-version-check --target {site} \
              --only-binary=:all: --platform any --implementation py --abi none \
-             --python-version {PYTHON_VERSION} -r {site}.txt && cp requirements.txt {site}/.requirements.txt; }}"
+             --python-version {PYTHON_VERSION} -r {site}.txt 2> {site}.log; then \
+             echo \"micros: not every requirement has a pure-Python wheel for Python {PYTHON_VERSION} \
+             (pip said: $(grep -m 1 '^ERROR' {site}.log)); installing them as pip finds them for this machine\" >&2; \
+             rm -rf {site} && mkdir -p {site} && {python}/pip install --quiet --disable-pip-version-check \
+             --target {site} -r {site}.txt || exit 1; fi; \
+             native=$(find {site} -name '*.so' | sed 's|^{site}/||; s|/.*||' | sort -u | tr '\\n' ' '); \
+             [ -z \"$native\" ] || echo \"micros: native code, which cannot run in a Micro, in: $native(each works only if it falls back to Python)\" >&2; \
+             cp requirements.txt {site}/.requirements.txt; }}"
         ));
         paths.push_str(&format!(" -p {site}"));
         inputs.push_str(&format!(" {site}/.requirements.txt"));

@@ -196,6 +196,10 @@ pub(super) fn translate(
             Path::new(SUPPORT_DIR).join("micro.py"),
             crate::services::starter::python_toolkit()?.to_vec(),
         ));
+        files.push((
+            Path::new(SUPPORT_DIR).join("deta.py"),
+            crate::services::starter::python_deta()?.to_vec(),
+        ));
     }
     notes.sort_by_key(|n| n.kind);
     Ok(Imported {
@@ -348,13 +352,13 @@ fn translate_micro(
                 })
             {
                 notes.add(
-                    NoteKind::ByHand,
+                    NoteKind::Assumed,
                     "src/requirements.txt",
-                    "`deta` is left out of the install (the name on PyPI now belongs to \
-                     another project): Deta's Python SDK does not run in a Python Micro yet; \
-                     read and write the app's data through the owner's data routes \
-                     (docs/data.md) until it does"
-                        .into(),
+                    format!(
+                        "`deta` is left out of the install (the name on PyPI now belongs to \
+                         another project): `{SUPPORT_DIR}/deta.py`, a client with the same API \
+                         over the app's own Base and Drive, is the `deta` the app imports"
+                    ),
                 );
             }
             let (module, entry) = match &target {

@@ -14,10 +14,16 @@ It turns `wasi:http` (the bindings componentize-py generates) into a friendly AP
 
 `micro.wsgi(flask_app)` does the same for any WSGI application (Flask, Bottle...), and
 `micro.asgi(fastapi_app)` for any ASGI application (FastAPI, Starlette...).
+
+Importing it also sends the standard library's outbound HTTP (`http.client`, and so
+`urllib.request`) through `wasi:http`, the only way out of a Micro; `micro.fetch` is the plain call.
 """
 
 import asyncio
 import html as _html
+import http
+import http.client
+import io
 import importlib
 import importlib.util
 import json as _json
@@ -27,11 +33,11 @@ import sys
 import time
 import traceback
 from io import BytesIO
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
-from wit_world.imports import streams
+from wit_world.imports import outgoing_handler, streams
 
 # componentize-py snapshots the interpreter after importing the app module: a module first
 # imported while a request is served is not in the component ("No module named ..." or, for a
@@ -45,6 +51,7 @@ except ImportError:  # ...and wasi:http/proxy alone calls it plain `types`.
 __all__ = [
     "Micro", "Request", "Response", "HTTPError", "Headers",
     "text", "html", "json", "redirect", "abort", "escape", "preload", "wsgi", "asgi", "stand_in_ssl",
+    "fetch", "Fetched",
 ]
 
 #: Headers a response may not carry in wasi:http (the runtime manages them).
@@ -745,3 +752,211 @@ def asgi(asgi_app):
             preload(package)
     _inline_threads()
     return _handler_class(lambda request: call_asgi(asgi_app, _read_request(request)))
+
+
+# ---------------------------------------------------------------------------
+# Outbound HTTP through wasi:http: `micro.fetch`, and `http.client` / `urllib.request` on it
+
+#: Headers wasi:http will not send: the host sets them itself.
+_NOT_SENT = _HOP_BY_HOP | {"content-length"}
+
+
+class Fetched:
+    """A response to `fetch`: status, headers (a `Headers`) and the whole body."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return _json.loads(self.body)
+
+    def __repr__(self):
+        return f"Fetched({self.status}, {len(self.body)} bytes)"
+
+
+def _outgoing_method(name):
+    name = name.upper()
+    known = getattr(_http, "Method_" + name.capitalize(), None)
+    return known() if known is not None and name in (
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"
+    ) else _http.Method_Other(name)
+
+
+def fetch(method, url, headers=(), body=b"", timeout=None):
+    """Send one HTTP request through wasi:http and return the whole response as a `Fetched`.
+
+    `headers` is pairs (or a dict); `timeout` (seconds) bounds connecting, the first byte and
+    each pause between bytes. A request the runtime refuses (the outbound guard) or that fails
+    raises `ConnectionError` saying why.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    pairs = []
+    for name, value in (headers.items() if isinstance(headers, dict) else headers):
+        name = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+        if name.lower() in _NOT_SENT:
+            continue
+        pairs.append((name.lower(), value if isinstance(value, bytes) else str(value).encode("latin-1")))
+    request = _http.OutgoingRequest(_http.Fields.from_list(pairs))
+    request.set_method(_outgoing_method(method))
+    request.set_scheme(_http.Scheme_Https() if parts.scheme == "https" else _http.Scheme_Http())
+    request.set_authority(parts.netloc)
+    request.set_path_with_query((parts.path or "/") + ("?" + parts.query if parts.query else ""))
+    options = None
+    if timeout is not None and timeout > 0:
+        options = _http.RequestOptions()
+        nanoseconds = int(timeout * 1_000_000_000)
+        for setter in ("set_connect_timeout", "set_first_byte_timeout", "set_between_bytes_timeout"):
+            try:
+                getattr(options, setter)(nanoseconds)
+            except Exception:  # a host that does not take this option: its own default holds
+                pass
+    outgoing = request.body()
+    try:
+        future = outgoing_handler.handle(request, options)
+    except Err as error:
+        raise ConnectionError(f"{method} {url}: refused: {error.value}") from None
+    if body:
+        with outgoing.write() as stream:
+            _write_all(stream, body if isinstance(body, bytes) else bytes(body))
+    _http.OutgoingBody.finish(outgoing, None)
+    with future.subscribe() as ready:
+        while True:
+            result = future.get()
+            if result is not None:
+                break
+            ready.block()
+    future.__exit__(None, None, None)
+    if isinstance(result, Err) or isinstance(result.value, Err):
+        error = result.value.value if isinstance(result, Ok) else result.value
+        raise ConnectionError(f"{method} {url}: {error}")
+    response = result.value.value
+    status = response.status()
+    with response.headers() as fields:
+        received = Headers([(name, value.decode("latin-1")) for name, value in fields.entries()])
+    incoming = response.consume()
+    chunks = []
+    with incoming.stream() as stream:
+        while True:
+            try:
+                chunks.append(stream.blocking_read(_READ_CHUNK))
+            except Err as error:
+                if isinstance(error.value, streams.StreamError_Closed):
+                    break
+                raise ConnectionError(f"{method} {url}: the response broke off: {error.value}") from None
+    _http.IncomingBody.finish(incoming)
+    response.__exit__(None, None, None)
+    return Fetched(status, received, b"".join(chunks))
+
+
+class _Canned:
+    """What `http.client.HTTPResponse` reads a response from: its bytes, already whole."""
+
+    def __init__(self, data):
+        self._data = data
+
+    def makefile(self, mode="rb", *args, **kwargs):
+        return io.BytesIO(self._data)
+
+    def close(self):
+        pass
+
+
+class _Connection(http.client.HTTPConnection):
+    """`http.client.HTTPConnection` over `fetch`: the request is collected as http.client builds
+    it and sent whole when the response is asked for."""
+
+    _scheme = "http"
+
+    def __init__(self, host, port=None, timeout=None, *args, **kwargs):
+        if timeout is None or not isinstance(timeout, (int, float)):
+            timeout = None
+        super().__init__(host, port, timeout=timeout)
+        self._pending = None
+
+    def connect(self):
+        pass
+
+    def set_tunnel(self, host, port=None, headers=None):
+        raise http.client.HTTPException("a Micro reaches hosts through wasi:http, never through a proxy tunnel")
+
+    def putrequest(self, method, url, skip_host=False, skip_accept_encoding=False):
+        self._pending = {"method": method, "url": url, "headers": [], "body": []}
+
+    def putheader(self, header, *values):
+        if self._pending is None:
+            raise http.client.CannotSendHeader()
+        name = header.decode("latin-1") if isinstance(header, bytes) else str(header)
+        value = b", ".join(v if isinstance(v, bytes) else str(v).encode("latin-1") for v in values)
+        self._pending["headers"].append((name, value))
+
+    def endheaders(self, message_body=None, *, encode_chunked=False):
+        if message_body is not None:
+            self.send(message_body)
+
+    def send(self, data):
+        if self._pending is None:
+            raise http.client.CannotSendRequest()
+        if hasattr(data, "read"):
+            data = data.read()
+        if isinstance(data, str):
+            data = data.encode("iso-8859-1")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self._pending["body"].append(bytes(data))
+        else:
+            self._pending["body"].extend(bytes(chunk) if not isinstance(chunk, str) else chunk.encode("iso-8859-1") for chunk in data)
+
+    def getresponse(self):
+        pending, self._pending = self._pending, None
+        if pending is None:
+            raise http.client.ResponseNotReady()
+        url = pending["url"]
+        if url.startswith("/") or url == "*":
+            default = 443 if self._scheme == "https" else 80
+            authority = self.host if self.port == default else f"{self.host}:{self.port}"
+            if ":" in self.host and not self.host.startswith("["):
+                authority = f"[{self.host}]" + ("" if self.port == default else f":{self.port}")
+            url = f"{self._scheme}://{authority}{url}"
+        fetched = fetch(pending["method"], url, pending["headers"], b"".join(pending["body"]), self.timeout)
+        try:
+            reason = http.HTTPStatus(fetched.status).phrase
+        except ValueError:
+            reason = ""
+        head = [f"HTTP/1.1 {fetched.status} {reason}"]
+        for name, value in fetched.headers.items():
+            if name not in ("transfer-encoding", "content-length", "connection"):
+                head.append(f"{name}: {value}")
+        head.append(f"content-length: {len(fetched.body)}")
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + fetched.body
+        response = http.client.HTTPResponse(_Canned(raw), method=pending["method"], url=url)
+        response.begin()
+        return response
+
+    def close(self):
+        self._pending = None
+
+
+class _SecureConnection(_Connection):
+    """`http.client.HTTPSConnection` over `fetch`: the host speaks TLS for the Micro."""
+
+    _scheme = "https"
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(self, host, port=None, *args, context=None, check_hostname=None, **kwargs):
+        timeout = kwargs.pop("timeout", args[0] if args else None)
+        super().__init__(host, port, timeout=timeout)
+
+
+http.client.HTTPConnection = _Connection
+http.client.HTTPSConnection = _SecureConnection
+if "HTTPSConnection" not in http.client.__all__:
+    http.client.__all__.append("HTTPSConnection")
+# urllib.request's HTTPSHandler asks http.client for a TLS context, which needs `ssl`: the host
+# makes the TLS, so there is none to make.
+http.client._create_https_context = lambda *args, **kwargs: None
+if "urllib.request" in sys.modules and not hasattr(sys.modules["urllib.request"], "HTTPSHandler"):
+    # Imported before HTTPS existed here: again, so that it has its HTTPS handler.
+    importlib.reload(sys.modules["urllib.request"])
