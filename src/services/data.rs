@@ -37,6 +37,20 @@ pub const BASE_PATH: &str = "/__space/v0/base/";
 /// Where the owner's browser reaches Drive: `/__space/v0/drive/{drive}/...`.
 pub const DRIVE_PATH: &str = "/__space/v0/drive/";
 
+/// The owner's path after its prefix, without the `v1/{project}/` that Deta's JavaScript SDK
+/// puts there in a browser (`/__space/v0/base/v1/dummy/{base}/items`): `{name}/...` either way.
+/// A Base or Drive named `v1` keeps its name: after `v1/` comes an operation, not a project.
+fn without_project(rest: &str) -> &str {
+    let Some(after) = rest.strip_prefix("v1/") else {
+        return rest;
+    };
+    let operation = |segment: &str| matches!(segment, "items" | "query" | "files" | "uploads");
+    match after.split_once('/') {
+        Some((project, remainder)) if !operation(project) && !remainder.is_empty() => remainder,
+        _ => rest,
+    }
+}
+
 /// Which of the two services a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Service {
@@ -57,10 +71,10 @@ impl Service {
     /// The service the owner's `path` is for, and the rest of the path after its prefix.
     pub(crate) fn at_path(path: &str) -> Option<(Self, &str)> {
         path.strip_prefix(BASE_PATH)
-            .map(|rest| (Self::Base, rest))
+            .map(|rest| (Self::Base, without_project(rest)))
             .or_else(|| {
                 path.strip_prefix(DRIVE_PATH)
-                    .map(|rest| (Self::Drive, rest))
+                    .map(|rest| (Self::Drive, without_project(rest)))
             })
     }
 
@@ -574,6 +588,24 @@ fn respond((status, body): base::Answer) -> DataResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_owner_path_with_or_without_the_sdks_project() {
+        let at = |path| Service::at_path(path);
+        assert_eq!(at("/__space/v0/base/notes/items"), Some((Service::Base, "notes/items")));
+        assert_eq!(
+            at("/__space/v0/base/v1/dummy/notes/items/a"),
+            Some((Service::Base, "notes/items/a"))
+        );
+        assert_eq!(
+            at("/__space/v0/drive/v1/dummy/photos/files?x"),
+            Some((Service::Drive, "photos/files?x"))
+        );
+        // A Base named `v1` is still one.
+        assert_eq!(at("/__space/v0/base/v1/items"), Some((Service::Base, "v1/items")));
+        assert_eq!(at("/__space/v0/base/v1/query"), Some((Service::Base, "v1/query")));
+        assert_eq!(at("/__space/v0/drive/v1/files"), Some((Service::Drive, "v1/files")));
+    }
 
     fn owner(method: Method, path: &str, body: &'static [u8]) -> http::Request<Full<Bytes>> {
         http::Request::builder()

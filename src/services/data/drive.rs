@@ -167,14 +167,29 @@ fn about_upload(request: &DriveRequest, drive: &str, name: &str, id: &str) -> Va
     answer
 }
 
+/// A file's content type: the one sent with it, or, if none or only a generic one (what the
+/// SDKs send by default), one guessed from its name's extension, as Deta did.
+fn content_type(given: Option<&str>, name: &str) -> String {
+    match given.map(str::trim) {
+        Some(given)
+            if !given.is_empty()
+                && !given.eq_ignore_ascii_case(DEFAULT_CONTENT_TYPE)
+                && !given.eq_ignore_ascii_case("binary/octet-stream") =>
+        {
+            given.to_string()
+        }
+        _ => mime_guess::from_path(name)
+            .first_raw()
+            .unwrap_or(DEFAULT_CONTENT_TYPE)
+            .to_string(),
+    }
+}
+
 fn upload(store: &dyn FileStore, drive: &str, request: &DriveRequest) -> Result<Answer, Answer> {
     let name = name(&request.query)?;
-    let content_type = request
-        .content_type
-        .as_deref()
-        .unwrap_or(DEFAULT_CONTENT_TYPE);
+    let content_type = content_type(request.content_type.as_deref(), &name);
     store
-        .put_file(drive, &name, content_type, &request.body)
+        .put_file(drive, &name, &content_type, &request.body)
         .map_err(|e| failed(&e))?;
     Ok(Answer::Json(201, about(request, drive, &name)))
 }
@@ -249,12 +264,9 @@ fn start(store: &dyn FileStore, drive: &str, request: &DriveRequest) -> Result<A
         UPLOAD_ID_LEN,
         b"abcdefghijklmnopqrstuvwxyz0123456789",
     );
-    let content_type = request
-        .content_type
-        .as_deref()
-        .unwrap_or(DEFAULT_CONTENT_TYPE);
+    let content_type = content_type(request.content_type.as_deref(), &name);
     store
-        .start_upload(drive, &name, &id, content_type)
+        .start_upload(drive, &name, &id, &content_type)
         .map_err(|e| failed(&e))?;
     Ok(Answer::Json(202, about_upload(request, drive, &name, &id)))
 }
@@ -324,4 +336,19 @@ fn abort(
         return Err(no_upload(id, &name));
     }
     Ok(Answer::Json(200, about_upload(request, drive, &name, id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_content_type_is_kept_or_guessed_from_the_name() {
+        assert_eq!(content_type(Some("text/csv"), "a.png"), "text/csv");
+        assert_eq!(content_type(None, "photos/cat.png"), "image/png");
+        assert_eq!(content_type(Some("binary/octet-stream"), "notes.txt"), "text/plain");
+        assert_eq!(content_type(Some("application/octet-stream"), "a.json"), "application/json");
+        assert_eq!(content_type(Some(""), "README"), DEFAULT_CONTENT_TYPE);
+        assert_eq!(content_type(None, "archive.unknownext"), DEFAULT_CONTENT_TYPE);
+    }
 }
