@@ -592,7 +592,10 @@ mod tests {
     #[test]
     fn the_owner_path_with_or_without_the_sdks_project() {
         let at = |path| Service::at_path(path);
-        assert_eq!(at("/__space/v0/base/notes/items"), Some((Service::Base, "notes/items")));
+        assert_eq!(
+            at("/__space/v0/base/notes/items"),
+            Some((Service::Base, "notes/items"))
+        );
         assert_eq!(
             at("/__space/v0/base/v1/dummy/notes/items/a"),
             Some((Service::Base, "notes/items/a"))
@@ -602,9 +605,18 @@ mod tests {
             Some((Service::Drive, "photos/files?x"))
         );
         // A Base named `v1` is still one.
-        assert_eq!(at("/__space/v0/base/v1/items"), Some((Service::Base, "v1/items")));
-        assert_eq!(at("/__space/v0/base/v1/query"), Some((Service::Base, "v1/query")));
-        assert_eq!(at("/__space/v0/drive/v1/files"), Some((Service::Drive, "v1/files")));
+        assert_eq!(
+            at("/__space/v0/base/v1/items"),
+            Some((Service::Base, "v1/items"))
+        );
+        assert_eq!(
+            at("/__space/v0/base/v1/query"),
+            Some((Service::Base, "v1/query"))
+        );
+        assert_eq!(
+            at("/__space/v0/drive/v1/files"),
+            Some((Service::Drive, "v1/files"))
+        );
     }
 
     fn owner(method: Method, path: &str, body: &'static [u8]) -> http::Request<Full<Bytes>> {

@@ -3,6 +3,7 @@
 //! translated, translated with a default Space used to supply (said), or listed as dropped or as
 //! work to do by hand. Nothing is dropped silently.
 
+mod node;
 mod python;
 mod space;
 mod translate;
@@ -73,7 +74,14 @@ pub fn import(dir: &Path) -> anyhow::Result<Imported> {
             file.display()
         )
     })?;
-    let spacefile = space::parse(&file, &text)?;
+    import_text(dir, &text)
+}
+
+/// [`import`] of `text`, a `Spacefile` as if it were in `dir` (whose other files the engines'
+/// defaults still look at).
+pub fn import_text(dir: &Path, text: &str) -> anyhow::Result<Imported> {
+    let file = dir.join(SPACEFILE);
+    let spacefile = space::parse(&file, text)?;
     let discovery = std::fs::read_to_string(dir.join("Discovery.md")).ok();
     let imported = translate::translate(dir, &spacefile, discovery.as_deref())?;
     // The output is a manifest, or the import has a bug: say so rather than write it.

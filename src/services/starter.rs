@@ -136,6 +136,26 @@ pub(crate) fn python_deta() -> anyhow::Result<&'static [u8]> {
         .context("the Python `deta` module is missing from this build")
 }
 
+/// What a JavaScript Micro made by `micros import` is bundled with (`templates/space-js/`:
+/// `prelude.js`, `node-fetch.js`), and the JavaScript starter's `world.wit`, each with its
+/// path in the app folder.
+pub(crate) fn space_js_files(
+    support: &str,
+) -> anyhow::Result<Vec<(std::path::PathBuf, &'static [u8])>> {
+    let mut files = Vec::new();
+    for name in ["prelude.js", "node-fetch.js"] {
+        let file = TEMPLATES
+            .get_file(format!("space-js/{name}"))
+            .with_context(|| format!("`{name}` is missing from this build"))?;
+        files.push((Path::new(support).join(name), file.contents()));
+    }
+    let world = TEMPLATES
+        .get_file("js/world.wit")
+        .context("the JavaScript world is missing from this build")?;
+    files.push((std::path::PathBuf::from("world.wit"), world.contents()));
+    Ok(files)
+}
+
 /// Writes every file of `tree` (whose paths start with `prefix`) under `to`, the app's name put
 /// in where the starter marks it.
 fn write_tree(tree: &Dir<'_>, prefix: &Path, to: &Path, name: &str) -> anyhow::Result<()> {

@@ -27,7 +27,7 @@ fn snapshot(dir: &Path) -> String {
             text.push_str(&format!("{path}:\n{}", String::from_utf8_lossy(bytes)));
         } else {
             // The toolkit as the Python starter has it: its bytes change with it.
-            text.push_str(&format!("{path} (as the Python starter has it)\n"));
+            text.push_str(&format!("{path} (written by micros)\n"));
         }
     }
     if imported.files.iter().any(|(p, _)| p.starts_with("wit")) {

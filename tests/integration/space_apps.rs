@@ -252,3 +252,85 @@ async fn a_flask_space_app_keeps_its_drive_and_base_across_a_restart() {
     );
     terminate(served).await;
 }
+
+/// Two Node Micros written fetch-style with Hono, as Space apps: one an ES module with Deta's
+/// SDK 2.0.0, Base, Drive and a scheduled action, the other CommonJS with the SDK's 1.2.0;
+/// both installed from npm and bundled unchanged. Their data outlives a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hono_space_app_with_detas_npm_sdk_is_imported_built_and_served() {
+    require("npm", &["--version"], "apt-get install -y nodejs npm");
+    let (app, notes) = imported("hono-deta");
+    assert!(!notes.contains("to do by hand"), "{notes}");
+    assert!(notes.contains("`index.js` is served"), "{notes}");
+    build(app.path()).await;
+    let state = tempfile::tempdir().unwrap();
+    let args = [
+        app.path().to_str().unwrap(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ];
+    let served = up(&args).await;
+    assert_eq!(
+        send(&served, "GET", "/", None).await.body,
+        "hello from hono\n"
+    );
+    let note = br#"{"key": "n1", "text": "milk"}"#.to_vec();
+    let saved = send(&served, "POST", "/notes", Some(("application/json", note))).await;
+    assert_eq!(saved.status, 201, "{}", saved.body);
+    assert_eq!(saved.json(), json!({ "key": "n1", "text": "milk" }));
+    assert_eq!(send(&served, "GET", "/notes/nope", None).await.status, 404);
+    let stored = send(
+        &served,
+        "PUT",
+        "/files/a.txt",
+        Some(("text/plain", b"hello drive".to_vec())),
+    )
+    .await;
+    assert_eq!(stored.json(), json!({ "name": "a.txt" }));
+    assert_eq!(
+        send(&served, "GET", "/files/a.txt", None).await.body,
+        "hello drive"
+    );
+    let legacy = send(&served, "GET", "/legacy/sdk", None).await;
+    assert_eq!(legacy.status, 200, "{}", legacy.body);
+    assert_eq!(
+        legacy.json(),
+        json!({
+            "put": {"key": "k1", "text": "a"},
+            "insert": {"key": "k2", "n": 1},
+            "taken": "Item with key k2 already exists",
+            "updated": {"key": "k2", "n": 3, "tags": ["x"]},
+            "missing": null,
+            "page": {"count": 1, "items": [{"key": "k2", "n": 3, "tags": ["x"]}]},
+            "deleted": null,
+        })
+    );
+    let triggered = std::process::Command::new(MICROS)
+        .args([
+            "trigger",
+            app.path().to_str().unwrap(),
+            "tidy",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(
+        triggered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&triggered.stderr)
+    );
+    assert!(String::from_utf8_lossy(&triggered.stdout).contains(r#"{"ran":"tidy"}"#));
+    terminate(served).await;
+
+    let served = up(&args).await;
+    assert_eq!(
+        send(&served, "GET", "/notes", None).await.json(),
+        json!({ "count": 2, "keys": ["last-action", "n1"] })
+    );
+    assert_eq!(
+        send(&served, "GET", "/files/a.txt", None).await.body,
+        "hello drive"
+    );
+    terminate(served).await;
+}

@@ -346,9 +346,18 @@ mod tests {
     fn a_content_type_is_kept_or_guessed_from_the_name() {
         assert_eq!(content_type(Some("text/csv"), "a.png"), "text/csv");
         assert_eq!(content_type(None, "photos/cat.png"), "image/png");
-        assert_eq!(content_type(Some("binary/octet-stream"), "notes.txt"), "text/plain");
-        assert_eq!(content_type(Some("application/octet-stream"), "a.json"), "application/json");
+        assert_eq!(
+            content_type(Some("binary/octet-stream"), "notes.txt"),
+            "text/plain"
+        );
+        assert_eq!(
+            content_type(Some("application/octet-stream"), "a.json"),
+            "application/json"
+        );
         assert_eq!(content_type(Some(""), "README"), DEFAULT_CONTENT_TYPE);
-        assert_eq!(content_type(None, "archive.unknownext"), DEFAULT_CONTENT_TYPE);
+        assert_eq!(
+            content_type(None, "archive.unknownext"),
+            DEFAULT_CONTENT_TYPE
+        );
     }
 }

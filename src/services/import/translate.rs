@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::node;
 use super::python::{self, COMPONENT, SUPPORT_DIR};
 use super::space::{SpaceFile, SpaceMicro, brief, discovery_front_matter};
 use super::{Imported, Note, NoteKind};
@@ -181,17 +182,25 @@ pub(super) fn translate(
             ),
         );
     }
-    let mut python_micros = 0;
+    let mut needs = Needs::default();
     for (index, micro) in spacefile.micros.iter().enumerate() {
         let mut micro_notes = Vec::new();
-        let python = translate_micro(dir, index, micro, &mut toml, &mut micro_notes, &mut files)?;
-        python_micros += usize::from(python);
+        let needed = translate_micro(dir, index, micro, &mut toml, &mut micro_notes, &mut files)?;
+        needs.python |= needed.python;
+        needs.javascript |= needed.javascript;
         notes.extend(micro_notes);
     }
-    if python_micros > 0 {
+    if needs.python || needs.javascript {
         for (path, bytes) in crate::services::starter::wit_files() {
             files.push((path, bytes.to_vec()));
         }
+    }
+    if needs.javascript {
+        for (path, bytes) in crate::services::starter::space_js_files(node::SUPPORT_DIR)? {
+            files.push((path, bytes.to_vec()));
+        }
+    }
+    if needs.python {
         files.push((
             Path::new(SUPPORT_DIR).join("micro.py"),
             crate::services::starter::python_toolkit()?.to_vec(),
@@ -229,7 +238,16 @@ impl Notes<'_> {
     }
 }
 
-/// Translates one Micro into `toml`; whether it is a Python Micro (which needs the toolkit).
+/// What a translated Micro needs written beside the manifest.
+#[derive(Debug, Default, Clone, Copy)]
+struct Needs {
+    /// The Python toolkit and `deta.py`.
+    python: bool,
+    /// The JavaScript shims and `world.wit`.
+    javascript: bool,
+}
+
+/// Translates one Micro into `toml`; what it needs written beside the manifest.
 fn translate_micro(
     dir: &Path,
     index: usize,
@@ -237,7 +255,7 @@ fn translate_micro(
     toml: &mut Toml,
     notes: &mut Vec<Note>,
     files: &mut Vec<(PathBuf, Vec<u8>)>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Needs> {
     let here = format!("micros[{index}]");
     let mut notes = Notes {
         here: here.clone(),
@@ -281,6 +299,7 @@ fn translate_micro(
     );
     let mut commands: Vec<String> = micro.commands.clone().unwrap_or_default();
     let mut python = false;
+    let mut javascript = false;
     let mut runs_code = true;
     match kind {
         Kind::Static {
@@ -388,17 +407,47 @@ fn translate_micro(
             python = true;
         }
         Kind::Node => {
-            toml.string("component", "app.wasm");
-            notes.add(
-                NoteKind::ByHand,
-                "engine",
-                format!(
-                    "`{engine}` ran a Node server; a JavaScript Micro here is a fetch-style \
-                     handler built with componentize-js (see `micros new --lang js`): move the \
-                     routes there and build `app.wasm` with its commands{}",
-                    node_findings(&src_dir)
+            toml.string("component", node::COMPONENT);
+            let module = node::main_module(&src_dir, micro.run.as_deref());
+            let (file, entry) = node::entry(name, &src, &module);
+            files.push((Path::new(node::SUPPORT_DIR).join(file), entry.into_bytes()));
+            match node_servers(&src_dir) {
+                Some(servers) => notes.add(
+                    NoteKind::ByHand,
+                    "engine",
+                    format!(
+                        "`{engine}` ran a Node server, and its framework (`{servers}`) listens on \
+                         a socket, which a Micro cannot: `{module}` must export a fetch-style app \
+                         instead (Hono's `export default app` runs as it is)"
+                    ),
                 ),
-            );
+                None => notes.add(
+                    NoteKind::Assumed,
+                    "engine",
+                    format!(
+                        "`{module}` is served: it exports a fetch-style app (`export default app` \
+                         of Hono, or `{{ fetch }}`), bundled with its npm packages by esbuild \
+                         for componentize-js"
+                    ),
+                ),
+            }
+            if let Some(run) = &micro.run {
+                notes.add(
+                    NoteKind::Assumed,
+                    "run",
+                    format!("`{run}`: its module, `{module}`, is what the Micro serves"),
+                );
+            }
+            let ours = node::commands(name, &up, src_dir.join("package.json").is_file());
+            if !commands.is_empty() {
+                notes.add(
+                    NoteKind::Assumed,
+                    "commands",
+                    "kept, and run before the JavaScript build".into(),
+                );
+            }
+            commands.extend(ours);
+            javascript = true;
         }
         Kind::Custom => {
             toml.string("component", "app.wasm");
@@ -433,7 +482,7 @@ fn translate_micro(
     dropped(micro, &kind, &mut notes);
     presets(micro, runs_code, toml, &mut notes);
     actions(micro, runs_code, toml, &mut notes);
-    Ok(python)
+    Ok(Needs { python, javascript })
 }
 
 /// A path as the manifest writes it: without `./` in front or `/` behind; `.` for the folder.
@@ -447,34 +496,13 @@ fn clean_path(path: &str) -> String {
     }
 }
 
-/// What in a Node Micro's `package.json` will not run in a JavaScript Micro, as a clause.
-fn node_findings(src: &Path) -> String {
-    let Ok(text) = std::fs::read_to_string(src.join("package.json")) else {
-        return String::new();
-    };
-    let Ok(package) = serde_json::from_str::<Value>(&text) else {
-        return String::new();
-    };
+/// The server frameworks a Node Micro's `package.json` depends on, which listen on a socket.
+fn node_servers(src: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(src.join("package.json")).ok()?;
+    let package: Value = serde_json::from_str(&text).ok()?;
     let servers: Vec<&str> = ["express", "koa", "fastify", "@hapi/hapi", "restify"]
         .into_iter()
         .filter(|name| package["dependencies"].get(name).is_some())
         .collect();
-    let mut findings = Vec::new();
-    if !servers.is_empty() {
-        findings.push(format!(
-            "its server framework (`{}`) listens on a socket, which a Micro cannot: Hono's \
-             fetch-style `app.fetch` runs as it is",
-            servers.join("`, `")
-        ));
-    }
-    if package["dependencies"].get("deta").is_some() {
-        findings.push(
-            "`deta` (Deta's SDK) reaches Base and Drive through `fetch`, which a Micro has".into(),
-        );
-    }
-    if findings.is_empty() {
-        String::new()
-    } else {
-        format!("; {}", findings.join("; "))
-    }
+    (!servers.is_empty()).then(|| servers.join("`, `"))
 }

@@ -54,7 +54,7 @@ pub(super) fn routes(micro: &SpaceMicro, toml: &mut Toml, notes: &mut Notes<'_>)
 /// The fields with no counterpart here, each said.
 pub(super) fn dropped(micro: &SpaceMicro, kind: &Kind, notes: &mut Notes<'_>) {
     if let Some(run) = &micro.run
-        && !matches!(kind, Kind::Python)
+        && !matches!(kind, Kind::Python | Kind::Node)
     {
         notes.add(
             NoteKind::Dropped,
