@@ -56,6 +56,7 @@ async fn a_fastapi_space_app_is_imported_built_and_served() {
     assert!(notes.contains("dropped: `icon`"), "{notes}");
     assert!(notes.contains("written `0/15 * * * *`"), "{notes}");
     assert!(!notes.contains("to do by hand"), "{notes}");
+    assert!(notes.contains("`micros_python/deta.py`"), "{notes}");
     build(app.path()).await;
     let state = tempfile::tempdir().unwrap();
     let served = up(&[
@@ -149,7 +150,26 @@ async fn a_fastapi_space_app_is_imported_built_and_served() {
     assert!(String::from_utf8_lossy(&triggered.stdout).contains(r#"{"ran":"sweep"}"#));
     let events = send(&served, "GET", "/api/events", None).await.body;
     assert!(events.contains("action:sweep"), "{events}");
-    // Private routes stay private: only `/public/*` of the API was opened.
+    terminate(served).await;
+
+    // The note went into the app's Base (through `from deta import Deta`): still there after a
+    // restart; an unknown one is FastAPI's 404.
+    let served = up(&[
+        app.path().to_str().unwrap(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ])
+    .await;
+    let kept = send(&served, "GET", "/api/notes/1", None).await;
+    assert_eq!(
+        kept.json(),
+        json!({ "key": "1", "text": "milk", "stars": 3 })
+    );
+    let unknown = send(&served, "GET", "/api/notes/2", None).await;
+    assert_eq!(
+        (unknown.status, unknown.json()),
+        (404, json!({ "detail": "no such note" }))
+    );
     terminate(served).await;
 }
 

@@ -4,7 +4,8 @@ import os
 from contextlib import asynccontextmanager
 from typing import Optional
 
-from fastapi import BackgroundTasks, FastAPI, Form, Request
+from deta import Deta
+from fastapi import BackgroundTasks, FastAPI, Form, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -32,6 +33,7 @@ async def lifespan(app):
 
 
 app = FastAPI(lifespan=lifespan)
+db = Deta().Base("notes")
 
 
 class Note(BaseModel):
@@ -58,7 +60,16 @@ def item(item_id: int, q: Optional[str] = None):
 @app.post("/notes", response_model=Saved, status_code=201)
 async def add(note: Note, tasks: BackgroundTasks):
     tasks.add_task(record, "background:" + note.text)
+    db.put({"text": note.text, "stars": note.stars}, "1")
     return {"id": 1, "text": note.text, "stars": note.stars, "secret": "not in the model"}
+
+
+@app.get("/notes/{key}")
+def get_note(key: str):
+    item = db.get(key)
+    if item is None:
+        raise HTTPException(status_code=404, detail="no such note")
+    return item
 
 
 @app.post("/form")
