@@ -84,16 +84,37 @@ pub fn import_text(dir: &Path, text: &str) -> anyhow::Result<Imported> {
     let spacefile = space::parse(&file, text)?;
     let discovery = std::fs::read_to_string(dir.join("Discovery.md")).ok();
     let imported = translate::translate(dir, &spacefile, discovery.as_deref())?;
-    // The output is a manifest, or the import has a bug: say so rather than write it.
+    // The output is checked as `micros check` would check it. A value or a rule it breaks is
+    // the Spacefile's (two Micros of one name, two primaries, a path that is no path): said of
+    // the Spacefile's own field, which has the same index. Text that is not TOML at all would
+    // be the import's own bug: said so rather than written.
     let target = dir.join(MANIFEST_FILE);
-    Manifest::parse(&target, &imported.manifest).map_err(|error| {
-        anyhow::anyhow!(
+    match Manifest::parse(&target, &imported.manifest) {
+        Ok(_) => Ok(imported),
+        Err(crate::spec::manifest::ManifestError::Parse { field, message, .. })
+            if field != "(document)" =>
+        {
+            let message = message.lines().last().unwrap_or_default();
+            anyhow::bail!(
+                "`{}`: `{field}`: {message}\n  help: fix it in the Spacefile and import again",
+                file.display()
+            )
+        }
+        Err(crate::spec::manifest::ManifestError::Invalid {
+            field,
+            message,
+            help,
+            ..
+        }) => anyhow::bail!(
+            "`{}`: `{field}`: {message}\n  help: {help}, in the Spacefile, and import again",
+            file.display()
+        ),
+        Err(error) => anyhow::bail!(
             "the translated manifest does not parse, which is a bug of `micros import`; the \
              error is:\n{error}\nthe manifest was:\n{}",
             imported.manifest
-        )
-    })?;
-    Ok(imported)
+        ),
+    }
 }
 
 /// Writes what [`import`] made into `dir`: the manifest (refused if one exists, unless `force`)

@@ -214,6 +214,12 @@ async fn a_flask_space_app_keeps_its_drive_and_base_across_a_restart() {
     assert_eq!(saved.status, 201, "{}", saved.body);
     assert_eq!(saved.json()["text"], "milk");
     assert!(saved.json()["__expires"].as_u64().unwrap() > 1_700_000_000);
+    // `requests` goes out through wasi:http too.
+    let fetched = send(&served, "GET", "/requests", None).await;
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    assert_eq!(fetched.json()["refused"], 401);
+    assert_eq!(fetched.json()["status"], 200);
+    assert_eq!(fetched.json()["item"]["text"], "milk");
     let sdk = send(&served, "GET", "/sdk", None).await;
     assert_eq!(sdk.status, 200, "{}", sdk.body);
     assert_eq!(

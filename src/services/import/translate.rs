@@ -288,7 +288,8 @@ fn translate_micro(
     });
     let kind = kind(engine);
     toml.line("");
-    toml.line(format!("[[micros]]  # Space's engine: {engine}"));
+    // Debug-quoted: a YAML value may hold a line break, which would end the comment.
+    toml.line(format!("[[micros]]  # Space's engine: {engine:?}"));
     toml.string("name", name);
     toml.string("src", &src);
     let src_dir = dir.join(&src);

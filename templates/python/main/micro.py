@@ -736,11 +736,24 @@ def stand_in_ssl():
     for name in ("SSLContext", "SSLObject", "SSLSocket", "MemoryBIO", "SSLSession"):
         setattr(module, name, type(name, (_Unavailable,), {}))
     module.Purpose = enum.Enum("Purpose", "SERVER_AUTH CLIENT_AUTH")
-    module.TLSVersion = enum.Enum("TLSVersion", "TLSv1_2 TLSv1_3")
+    module.TLSVersion = enum.IntEnum(
+        "TLSVersion", "MINIMUM_SUPPORTED SSLv3 TLSv1 TLSv1_1 TLSv1_2 TLSv1_3 MAXIMUM_SUPPORTED")
+    module.VerifyMode = enum.IntEnum("VerifyMode", {"CERT_NONE": 0, "CERT_OPTIONAL": 1, "CERT_REQUIRED": 2})
     module.create_default_context = _Unavailable
     module.CERT_NONE, module.CERT_OPTIONAL, module.CERT_REQUIRED = 0, 1, 2
+    module.PROTOCOL_TLS, module.PROTOCOL_SSLv23 = 2, 2
     module.PROTOCOL_TLS_CLIENT, module.PROTOCOL_TLS_SERVER = 16, 17
-    module.HAS_SNI = module.HAS_ALPN = False
+    module.OPENSSL_VERSION = "none: TLS is the host's"
+    module.OPENSSL_VERSION_NUMBER, module.OPENSSL_VERSION_INFO = 0, (0, 0, 0, 0, 0)
+    module.HAS_SNI = module.HAS_ALPN = module.HAS_NEVER_CHECK_COMMON_NAME = False
+
+    def __getattr__(name):
+        # Flags and options (OP_..., VERIFY_...) are numbers; anything else cannot be used.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return 0 if name.isupper() else _Unavailable
+
+    module.__getattr__ = __getattr__
     sys.modules["ssl"] = module
 
 
@@ -960,3 +973,51 @@ http.client._create_https_context = lambda *args, **kwargs: None
 if "urllib.request" in sys.modules and not hasattr(sys.modules["urllib.request"], "HTTPSHandler"):
     # Imported before HTTPS existed here: again, so that it has its HTTPS handler.
     importlib.reload(sys.modules["urllib.request"])
+
+
+class _NoSocket:
+    """What urllib3 holds as a connection's socket: the host keeps the real one."""
+
+    def settimeout(self, timeout):
+        pass
+
+    def shutdown(self, how):
+        pass
+
+    def close(self):
+        pass
+
+
+def _urllib3_over_fetch():
+    """urllib3 (and so `requests`) subclasses http.client's connections, which reach out
+    through `fetch` here; what it does with sockets itself (connecting, TLS, checking a
+    connection is alive, certificates) is left to the host."""
+    if importlib.util.find_spec("urllib3") is None:
+        return
+    stand_in_ssl()  # urllib3 offers HTTPS only if `ssl` imports
+    try:
+        import urllib3.connection as connection
+    except Exception:  # an urllib3 this does not know: it fails as it would have
+        return
+
+    def connect(self):
+        self.sock = _NoSocket()
+
+    for cls in (connection.HTTPConnection, getattr(connection, "HTTPSConnection", None)):
+        if cls is not None and issubclass(cls, _Connection):
+            cls.connect = connect
+            cls.is_connected = property(lambda self: self.sock is not None)
+    https = getattr(connection, "HTTPSConnection", None)
+    if https is not None and issubclass(https, _Connection):
+        https._scheme = "https"
+    if importlib.util.find_spec("requests") is not None:
+        try:
+            import requests.adapters
+        except Exception:
+            return
+        # The host checks every HTTPS server's certificate; requests would look for a CA file
+        # that is not in the component.
+        requests.adapters.HTTPAdapter.cert_verify = lambda self, conn, url, verify, cert: None
+
+
+_urllib3_over_fetch()

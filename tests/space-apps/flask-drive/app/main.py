@@ -90,3 +90,17 @@ def sdk():
     out["delete_many"] = files.delete_many(["b.bin", "nope"])
     out["missing_file"] = files.get("b.bin")
     return jsonify(out)
+
+
+@app.get("/requests")
+def via_requests():
+    """`requests`, as apps call other services with it: here, Deta's Base API itself."""
+    import os
+
+    import requests
+
+    key = os.environ["DETA_PROJECT_KEY"]
+    url = f"https://database.deta.sh/v1/{key.split('_')[0]}/notes/items/n1"
+    refused = requests.get(url, timeout=5)
+    answer = requests.get(url, headers={"X-API-Key": key}, timeout=5)
+    return jsonify({"refused": refused.status_code, "status": answer.status_code, "item": answer.json()})
