@@ -43,35 +43,7 @@ fn snapshot(dir: &Path) -> String {
 #[test]
 fn every_space_app_imports_to_its_snapshot() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/imports");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 14, "the import cases are missing");
-    let bless = std::env::var_os("BLESS").is_some();
-    let mut failures = Vec::new();
-    for case in cases {
-        let actual = snapshot(&case);
-        let expected_file = case.join("expected.txt");
-        if bless {
-            std::fs::write(&expected_file, &actual).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&expected_file).unwrap_or_default();
-        if actual != expected {
-            failures.push(format!(
-                "{}:\n--- expected\n{expected}--- actual\n{actual}",
-                case.display()
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} snapshot(s) differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    crate::support::check_snapshots(&root, 14, snapshot);
 }
 
 #[test]

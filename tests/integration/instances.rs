@@ -8,7 +8,7 @@ use http_body_util::Full;
 use micros_guests as guests;
 use serde_json::{Value, json};
 
-use crate::server::{api, bundle, get_with, push, release_dirs, start};
+use crate::server::{add_users, api, bundle, get_with, push, release_dirs, start};
 use crate::support::{micro, send};
 
 /// A new owner token of `app`, made through the API by `token`'s user.
@@ -63,18 +63,7 @@ async fn instances_run_their_release_apart_until_updated() {
     let state = tempfile::tempdir().unwrap();
     let (server, operator) = start(state.path(), |config| config.keep_releases = 1).await;
     let operator = operator.unwrap();
-    let mut tokens = Vec::new();
-    for name in ["ada", "bob"] {
-        let (_, added) = api(
-            &server,
-            &operator,
-            http::Method::POST,
-            "/users",
-            json!({ "name": name }).to_string(),
-        )
-        .await;
-        tokens.push(added["token"].as_str().unwrap().to_string());
-    }
+    let tokens = add_users(&server, &operator, &["ada", "bob"]).await;
     let (ada, bob) = (tokens[0].as_str(), tokens[1].as_str());
     let hello = vec![micro("web", guests::HELLO).primary()];
     let echo = vec![micro("web", guests::ECHO).primary()];

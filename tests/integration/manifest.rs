@@ -1,8 +1,6 @@
 //! Manifest errors, snapshot-tested: each folder under `tests/manifests/` holds a bad manifest
 //! beside the exact error it must produce (`expected.txt`). `BLESS=1` rewrites the snapshots.
 
-use std::io::Write as _;
-
 use micros::{Manifest, ManifestError};
 use micros_guests as guests;
 
@@ -16,41 +14,10 @@ fn load_and_check(path: &std::path::Path) -> Result<Manifest, ManifestError> {
 
 #[test]
 fn every_bad_manifest_has_its_exact_error() {
-    let mut cases: Vec<_> = std::fs::read_dir(manifests_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 20, "the snapshot cases are missing");
-    let bless = std::env::var_os("BLESS").is_some();
-    let mut failures = Vec::new();
-    for case in cases {
-        let actual = match load_and_check(&case) {
-            Ok(_) => "(no error)\n".to_string(),
-            Err(error) => format!("{error}\n"),
-        };
-        let expected_file = case.join("expected.txt");
-        if bless {
-            std::fs::File::create(&expected_file)
-                .unwrap()
-                .write_all(actual.as_bytes())
-                .unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&expected_file).unwrap_or_default();
-        if actual != expected {
-            failures.push(format!(
-                "{}:\n--- expected\n{expected}--- actual\n{actual}",
-                case.display()
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} snapshot(s) differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    crate::support::check_snapshots(manifests_dir(), 20, |case| match load_and_check(case) {
+        Ok(_) => "(no error)\n".to_string(),
+        Err(error) => format!("{error}\n"),
+    });
 }
 
 #[test]

@@ -112,6 +112,24 @@ pub(crate) async fn api(
     (reply.status, json)
 }
 
+/// Adds each of `names` as a user (the operator's call); their deploy tokens, in order.
+pub(crate) async fn add_users(server: &Running, operator: &str, names: &[&str]) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for name in names {
+        let (status, added) = api(
+            server,
+            operator,
+            http::Method::POST,
+            "/users",
+            json!({ "name": name }).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+        tokens.push(added["token"].as_str().unwrap().to_string());
+    }
+    tokens
+}
+
 /// `GET path` at `host`.
 pub(crate) async fn get(server: &Running, host: &str, path: &str) -> Reply {
     get_with(server, host, path, &[]).await
@@ -358,19 +376,7 @@ async fn no_user_can_touch_another_users_app() {
     let state = tempfile::tempdir().unwrap();
     let (server, operator) = start(state.path(), |_| {}).await;
     let operator = operator.unwrap();
-    let mut tokens = Vec::new();
-    for name in ["ada", "bob"] {
-        let (status, added) = api(
-            &server,
-            &operator,
-            http::Method::POST,
-            "/users",
-            json!({"name": name}).to_string(),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{added}");
-        tokens.push(added["token"].as_str().unwrap().to_string());
-    }
+    let tokens = add_users(&server, &operator, &["ada", "bob"]).await;
     let (ada, bob) = (&tokens[0], &tokens[1]);
     let private = vec![micro("web", guests::HELLO).primary()];
     assert_eq!(

@@ -30,6 +30,26 @@ fn imported(name: &str) -> (tempfile::TempDir, String) {
     (dir, String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Runs the app's action `id` once, now (`micros trigger`), on its state folder: it must answer
+/// `{"ran": id}`.
+fn trigger(app: &Path, state: &Path, id: &str) {
+    let triggered = std::process::Command::new(MICROS)
+        .arg("trigger")
+        .arg(app)
+        .arg(id)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(
+        triggered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&triggered.stderr)
+    );
+    let ran = format!(r#"{{"ran":"{id}"}}"#);
+    assert!(String::from_utf8_lossy(&triggered.stdout).contains(&ran));
+}
+
 fn copy(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -132,22 +152,7 @@ async fn a_fastapi_space_app_is_imported_built_and_served() {
     expected.insert(3, "background:milk");
     assert_eq!(events, expected);
     // The scheduled action, run now.
-    let triggered = std::process::Command::new(MICROS)
-        .args([
-            "trigger",
-            app.path().to_str().unwrap(),
-            "sweep",
-            "--state-dir",
-        ])
-        .arg(state.path())
-        .output()
-        .unwrap();
-    assert!(
-        triggered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&triggered.stderr)
-    );
-    assert!(String::from_utf8_lossy(&triggered.stdout).contains(r#"{"ran":"sweep"}"#));
+    trigger(app.path(), state.path(), "sweep");
     let events = send(&served, "GET", "/api/events", None).await.body;
     assert!(events.contains("action:sweep"), "{events}");
     terminate(served).await;
@@ -331,22 +336,7 @@ async fn a_hono_space_app_with_detas_npm_sdk_is_imported_built_and_served() {
             "deleted": null,
         })
     );
-    let triggered = std::process::Command::new(MICROS)
-        .args([
-            "trigger",
-            app.path().to_str().unwrap(),
-            "tidy",
-            "--state-dir",
-        ])
-        .arg(state.path())
-        .output()
-        .unwrap();
-    assert!(
-        triggered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&triggered.stderr)
-    );
-    assert!(String::from_utf8_lossy(&triggered.stdout).contains(r#"{"ran":"tidy"}"#));
+    trigger(app.path(), state.path(), "tidy");
     terminate(served).await;
 
     let served = up(&args).await;

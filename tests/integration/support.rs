@@ -367,3 +367,37 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
 pub fn manifests_dir() -> &'static Path {
     Path::new("tests/manifests")
 }
+
+/// Checks each case folder under `root` (at least `min` of them) against its `expected.txt`:
+/// `render` of the folder must equal it. With `BLESS=1` set, the files are rewritten instead.
+pub fn check_snapshots(root: &Path, min: usize, render: impl Fn(&Path) -> String) {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(root)
+        .expect("the snapshot folder")
+        .map(|e| e.expect("a case").path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= min, "the snapshot cases are missing");
+    let bless = std::env::var_os("BLESS").is_some();
+    let mut failures = Vec::new();
+    for case in cases {
+        let actual = render(&case);
+        let expected_file = case.join("expected.txt");
+        if bless {
+            std::fs::write(&expected_file, &actual).expect("write a snapshot");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_file).unwrap_or_default();
+        if actual != expected {
+            failures.push(format!(
+                "{}:\n--- expected\n{expected}--- actual\n{actual}",
+                case.display()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} snapshot(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
