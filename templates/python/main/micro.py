@@ -361,9 +361,9 @@ def _method_name(method):
     return type(method).__name__.split("_", 1)[1].upper()
 
 
-def _read_body(request):
-    """Read the whole request body through its WASI input stream."""
-    body = request.consume()
+def _drain(body):
+    """Read a whole incoming body (a request's or a response's) through its WASI input stream,
+    then finish it."""
     chunks = []
     with body.stream() as stream:  # the stream must be dropped before the body is finished
         while True:
@@ -375,6 +375,11 @@ def _read_body(request):
                 raise
     _http.IncomingBody.finish(body)
     return b"".join(chunks)
+
+
+def _read_body(request):
+    """Read the whole request body."""
+    return _drain(request.consume())
 
 
 def _read_request(request):
@@ -850,19 +855,12 @@ def fetch(method, url, headers=(), body=b"", timeout=None):
     status = response.status()
     with response.headers() as fields:
         received = Headers([(name, value.decode("latin-1")) for name, value in fields.entries()])
-    incoming = response.consume()
-    chunks = []
-    with incoming.stream() as stream:
-        while True:
-            try:
-                chunks.append(stream.blocking_read(_READ_CHUNK))
-            except Err as error:
-                if isinstance(error.value, streams.StreamError_Closed):
-                    break
-                raise ConnectionError(f"{method} {url}: the response broke off: {error.value}") from None
-    _http.IncomingBody.finish(incoming)
+    try:
+        body = _drain(response.consume())
+    except Err as error:
+        raise ConnectionError(f"{method} {url}: the response broke off: {error.value}") from None
     response.__exit__(None, None, None)
-    return Fetched(status, received, b"".join(chunks))
+    return Fetched(status, received, body)
 
 
 class _Canned:
