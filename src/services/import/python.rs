@@ -157,6 +157,66 @@ pub(super) fn target(
     })
 }
 
+/// The version specifier of `package` in a `requirements.txt` (`""` when it is not pinned), if
+/// the file lists it. Names compare as pip compares them (case, `_`, `.` and `-` alike).
+pub(super) fn requirement<'a>(text: &'a str, package: &str) -> Option<&'a str> {
+    let normal = |name: &str| name.to_ascii_lowercase().replace(['_', '.'], "-");
+    text.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() || line.starts_with('-') {
+            return None;
+        }
+        let end = line
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .unwrap_or(line.len());
+        if normal(&line[..end]) != normal(package) {
+            return None;
+        }
+        let rest = line[end..].trim_start();
+        let rest = match rest.strip_prefix('[') {
+            Some(extras) => extras.split_once(']').map_or("", |(_, after)| after),
+            None => rest,
+        };
+        Some(rest.split(';').next().unwrap_or_default().trim())
+    })
+}
+
+/// What to pin for FastAPI to build, if the requirements let pip pick one that will not: later
+/// FastAPI needs pydantic 2 on Python 3.14, whose native core has no WebAssembly build.
+pub(super) fn fastapi_pins(text: &str) -> Option<String> {
+    let fits = |spec: &str| {
+        spec.strip_prefix("==")
+            .and_then(|version| version.trim().strip_prefix("0."))
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|minor| minor.parse::<u32>().ok())
+            .is_some_and(|minor| minor <= 115)
+    };
+    let mut problems = Vec::new();
+    if let Some(spec) = requirement(text, "fastapi")
+        && !fits(spec)
+    {
+        problems.push(if spec.is_empty() {
+            "`fastapi` is not pinned".to_string()
+        } else {
+            format!("`fastapi{spec}` allows a FastAPI later than 0.115")
+        });
+    }
+    if let Some(spec) = requirement(text, "pydantic")
+        && !(spec.starts_with("==1.") || spec.contains("<2"))
+        && !spec.is_empty()
+    {
+        problems.push(format!("`pydantic{spec}` allows pydantic 2"));
+    }
+    (!problems.is_empty()).then(|| {
+        format!(
+            "{}: on a Micro's Python (3.14), FastAPI after 0.115 needs pydantic 2, whose native \
+             core cannot run in a Micro, and the build would fail importing it; pin \
+             `fastapi==0.115.12` and `pydantic==1.10.27` in requirements.txt",
+            problems.join(", ")
+        )
+    })
+}
+
 /// The entry module of the Micro `micro`: the toolkit's adapter around its app.
 pub(super) fn entry(micro: &str, target: &Target) -> (String, String) {
     let module = entry_module(micro);
@@ -294,6 +354,33 @@ mod tests {
         assert_eq!(none, None);
         assert_eq!(notes[0].kind, NoteKind::ByHand);
         assert_eq!(of(Some("uvicorn main:app()"), "").0, None);
+    }
+
+    #[test]
+    fn requirements_are_read_as_pip_reads_them() {
+        let text =
+            "Flask>=2  # web\n-r other.txt\nfast_api[all]==0.1\npydantic ; python_version>'3'\n";
+        assert_eq!(requirement(text, "flask"), Some(">=2"));
+        assert_eq!(requirement(text, "fast-api"), Some("==0.1"));
+        assert_eq!(requirement(text, "pydantic"), Some(""));
+        assert_eq!(requirement(text, "requests"), None);
+    }
+
+    #[test]
+    fn fastapi_is_pinned_where_it_builds() {
+        assert_eq!(fastapi_pins("fastapi==0.115.12\npydantic==1.10.27"), None);
+        assert_eq!(fastapi_pins("fastapi==0.99.1\npydantic<2"), None);
+        assert_eq!(fastapi_pins("flask\n"), None);
+        let unpinned = fastapi_pins("fastapi\nuvicorn").unwrap_or_default();
+        assert!(
+            unpinned.starts_with("`fastapi` is not pinned: "),
+            "{unpinned}"
+        );
+        let later = fastapi_pins("fastapi>=0.100\npydantic>=2").unwrap_or_default();
+        assert!(
+            later.starts_with("`fastapi>=0.100` allows a FastAPI later than 0.115, `pydantic>=2` allows pydantic 2: "),
+            "{later}"
+        );
     }
 
     #[test]

@@ -360,16 +360,7 @@ fn translate_micro(
             let requirements = src_dir.join("requirements.txt");
             let has_requirements = requirements.is_file();
             if let Ok(text) = std::fs::read_to_string(&requirements)
-                && text.lines().any(|l| {
-                    let l = l.trim().to_ascii_lowercase();
-                    l == "deta"
-                        || l.starts_with("deta=")
-                        || l.starts_with("deta>")
-                        || l.starts_with("deta<")
-                        || l.starts_with("deta~")
-                        || l.starts_with("deta ")
-                        || l.starts_with("deta;")
-                })
+                && python::requirement(&text, "deta").is_some()
             {
                 notes.add(
                     NoteKind::Assumed,
@@ -380,6 +371,11 @@ fn translate_micro(
                          over the app's own Base and Drive, is the `deta` the app imports"
                     ),
                 );
+            }
+            if let Ok(text) = std::fs::read_to_string(&requirements)
+                && let Some(pins) = python::fastapi_pins(&text)
+            {
+                notes.add(NoteKind::ByHand, "src/requirements.txt", pins);
             }
             let (module, entry) = match &target {
                 Some(target) => python::entry(name, target),
