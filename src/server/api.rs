@@ -256,6 +256,31 @@ async fn read_json(request: FrontDoorRequest) -> Result<Value, Answer> {
     })
 }
 
+/// Loads release `release` of `app` (compiling it unless the compile cache has it) off the
+/// async threads.
+async fn load(space: &Arc<Space>, app: &AppName, release: u64) -> anyhow::Result<crate::app::App> {
+    let space = Arc::clone(space);
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || space.load_release(&app, release)).await?
+}
+
+/// Makes `loaded`, release `release` of `app`, the one it serves: recorded, then swapped in.
+fn make_current(
+    space: &Space,
+    app: &AppName,
+    release: u64,
+    loaded: crate::app::App,
+) -> Result<(), Answer> {
+    space
+        .registry
+        .set_current(app.as_str(), release)
+        .map_err(|e| internal(&e))?;
+    space
+        .hosted_or_new(app)
+        .swap(Some(Live::start(loaded, app)));
+    Ok(())
+}
+
 /// The release `app` serves now, or a refusal that says to push one.
 fn live(space: &Space, app: &AppName) -> Result<Arc<Live>, Answer> {
     space.hosted(app).and_then(|h| h.live()).ok_or_else(|| {

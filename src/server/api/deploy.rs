@@ -9,7 +9,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
-use super::{Answer, internal, refuse};
+use super::{Answer, internal, load, make_current, refuse};
 use crate::server::bundle;
 use crate::server::hosts::AppName;
 use crate::server::registry::User;
@@ -229,21 +229,10 @@ pub(super) async fn rollback(
             ),
         ));
     };
-    let loaded = {
-        let space = Arc::clone(space);
-        let app = app.clone();
-        tokio::task::spawn_blocking(move || space.load_release(&app, target.id))
-            .await
-            .map_err(|e| internal(&e.into()))?
-            .map_err(|e| refuse(StatusCode::CONFLICT, format!("{e:#}")))?
-    };
-    space
-        .registry
-        .set_current(app.as_str(), target.id)
-        .map_err(|e| internal(&e))?;
-    space
-        .hosted_or_new(app)
-        .swap(Some(Live::start(loaded, app)));
+    let loaded = load(space, app, target.id)
+        .await
+        .map_err(|e| refuse(StatusCode::CONFLICT, format!("{e:#}")))?;
+    make_current(space, app, target.id, loaded)?;
     tracing::info!(app = %app, release = target.id, "rolled back");
     Ok((
         StatusCode::OK,
@@ -358,20 +347,12 @@ pub(super) async fn install(
         .registry
         .add_instance(name.as_str(), &owner, source.as_str(), release)
         .map_err(|e| internal(&e))?;
-    let loaded = {
-        let space = Arc::clone(space);
-        let name = name.clone();
-        tokio::task::spawn_blocking(move || space.load_release(&name, release))
-            .await
-            .map_err(|e| internal(&e.into()))
-            .and_then(|loaded| loaded.map_err(|e| internal(&e)))
-    };
-    let loaded = match loaded {
+    let loaded = match load(space, &name, release).await {
         Ok(loaded) => loaded,
-        Err(refusal) => {
+        Err(error) => {
             let _ = space.registry.delete_app(name.as_str());
             let _ = tokio::fs::remove_dir_all(space.app_dir(&name)).await;
-            return Err(refusal);
+            return Err(internal(&error));
         }
     };
     space
@@ -419,21 +400,10 @@ pub(super) async fn update(space: &Arc<Space>, app: &AppName) -> Result<Answer, 
             json!({ "app": app.as_str(), "release": latest, "updated": false }),
         ));
     }
-    let loaded = {
-        let space = Arc::clone(space);
-        let app = app.clone();
-        tokio::task::spawn_blocking(move || space.load_release(&app, latest))
-            .await
-            .map_err(|e| internal(&e.into()))?
-            .map_err(|e| refuse(StatusCode::CONFLICT, format!("{e:#}")))?
-    };
-    space
-        .registry
-        .set_current(app.as_str(), latest)
-        .map_err(|e| internal(&e))?;
-    space
-        .hosted_or_new(app)
-        .swap(Some(Live::start(loaded, app)));
+    let loaded = load(space, app, latest)
+        .await
+        .map_err(|e| refuse(StatusCode::CONFLICT, format!("{e:#}")))?;
+    make_current(space, app, latest, loaded)?;
     tracing::info!(app = %app, from = record.current, release = latest, "instance updated");
     Ok((
         StatusCode::OK,

@@ -236,14 +236,9 @@ pub(super) async fn set_env(
         .map_err(|e| internal(&e))?
         .and_then(|a| a.current)
         .ok_or_else(|| refuse(StatusCode::CONFLICT, format!("`{app}` serves no release")))?;
-    let loaded = {
-        let space = Arc::clone(space);
-        let app = app.clone();
-        tokio::task::spawn_blocking(move || space.load_release(&app, release))
-            .await
-            .map_err(|e| internal(&e.into()))?
-            .map_err(|e| refuse(StatusCode::CONFLICT, format!("{e:#}")))?
-    };
+    let loaded = super::load(space, app, release)
+        .await
+        .map_err(|e| refuse(StatusCode::CONFLICT, format!("{e:#}")))?;
     space
         .hosted_or_new(app)
         .swap(Some(Live::start(loaded, app)));
