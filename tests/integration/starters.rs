@@ -248,7 +248,12 @@ async fn check_limits(up: &Up) {
     assert_eq!(spin.status, 504, "{}", spin.body);
     // And the Micro serves on.
     assert_eq!(send(up, "GET", "/api/notes", None).await.status, 200);
-    let log = crate::cli::log_until(up, |log| log.contains("path=/__test/spin")).await;
+    // Wait for the access line, written after the execution: guest lines come before it.
+    let log = crate::cli::log_until(up, |log| {
+        log.lines()
+            .any(|l| l.contains("micros::access") && l.contains("path=/__test/spin"))
+    })
+    .await;
     assert!(
         log.lines().any(|l| l.contains("path=/__test/spin")
             && l.contains("status=504 ")
@@ -451,7 +456,13 @@ async fn flask_example_runs_unchanged() {
         "{}",
         boom.body
     );
-    let log = crate::cli::log_until(&up, |log| log.contains("path=/boom")).await;
+    // The guest's stderr lines also name the path, and the traceback comes after the first of
+    // them: wait for the access line, written once the execution has ended.
+    let log = crate::cli::log_until(&up, |log| {
+        log.lines()
+            .any(|l| l.contains("micros::access") && l.contains("path=/boom"))
+    })
+    .await;
     assert!(
         log.contains("RuntimeError: an unhandled error: Flask answers 500"),
         "the traceback reaches the log:\n{log}"
