@@ -27,6 +27,21 @@ def hog(req):
 def spin(req):
     while True:
         pass
+
+
+SEEN = []  # module state: a fresh interpreter per request starts it empty
+
+
+@app.get("/__test/fresh")
+def fresh(req):
+    import os
+    found = {"seen": len(SEEN), "env": os.environ.get("MICROS_TEST_MARK"), "heap": 0}
+    marks = bytearray(8 * 1024 * 1024)
+    found["heap"] = marks.count(0xA5)
+    marks[:] = b"\xa5" * len(marks)
+    SEEN.append(1)
+    os.environ["MICROS_TEST_MARK"] = "marked"
+    return found
 "#;
 
 /// Routes appended to the JavaScript starter's `app.js` before it is built.
@@ -41,6 +56,17 @@ route("GET", "/__test/hog", (request, url) => {
 
 route("GET", "/__test/spin", () => {
   for (;;) {}
+});
+
+const SEEN = []; // module state: a fresh engine per request starts it empty
+route("GET", "/__test/fresh", () => {
+  const found = { seen: SEEN.length, global: globalThis.microsTestMark ?? null, heap: 0 };
+  const marks = new Uint8Array(8 * 1024 * 1024);
+  for (let i = 0; i < marks.length; i += 512) if (marks[i] === 0xa5) found.heap++;
+  marks.fill(0xa5);
+  SEEN.push(1);
+  globalThis.microsTestMark = "marked";
+  return json(found);
 });
 "#;
 
@@ -235,6 +261,21 @@ async fn check_contract(app: &Path, up: &Up) {
     assert_eq!(send(up, "GET", "/api/notes", None).await.json(), json!([]));
 }
 
+/// Every request meets a fresh interpreter: module state, the environment and the heap as the
+/// image left them, never as the last request did (the `fresh` guest's checks, for Python and
+/// JavaScript), one request at a time and several at once.
+async fn check_fresh(up: &Up, untouched: Value) {
+    for _ in 0..5 {
+        let answer = send(up, "GET", "/__test/fresh", None).await;
+        assert_eq!((answer.status, answer.json()), (200, untouched.clone()));
+    }
+    let together =
+        futures::future::join_all((0..8).map(|_| send(up, "GET", "/__test/fresh", None))).await;
+    for answer in together {
+        assert_eq!((answer.status, answer.json()), (200, untouched.clone()));
+    }
+}
+
 /// The memory and time limits, obeyed and violated, on a starter with the limit routes added.
 async fn check_limits(up: &Up) {
     let fits = send(up, "GET", "/__test/hog?mb=64", None).await;
@@ -315,6 +356,7 @@ async fn python_starter_builds_keeps_the_contract_and_the_limits() {
     let up = serve(&app, &["--watch"]).await;
     check_contract(&app, &up).await;
     check_limits(&up).await;
+    check_fresh(&up, json!({"seen": 0, "env": null, "heap": 0})).await;
 
     // The dev loop with the real toolchain: a saved route is built and swapped in...
     let source = app.join("main/app.py");
@@ -353,6 +395,7 @@ async fn js_starter_builds_keeps_the_contract_and_the_limits() {
     let up = serve(&app, &[]).await;
     check_contract(&app, &up).await;
     check_limits(&up).await;
+    check_fresh(&up, json!({"seen": 0, "global": null, "heap": 0})).await;
     assert!(terminate(up).await.success());
 }
 
