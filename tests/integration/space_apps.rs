@@ -175,6 +175,38 @@ async fn a_fastapi_space_app_is_imported_built_and_served() {
         (unknown.status, unknown.json()),
         (404, json!({ "detail": "no such note" }))
     );
+    // A body the app sends in parts goes out part by part: chunked, no length up front (a whole
+    // one keeps its Content-Length); an app failing after its head went out cuts the body, so
+    // the client never takes the part for the whole.
+    let get = |path: &str| {
+        http::Request::get(path)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let streamed = crate::support::send(served.addr, get("/api/stream")).await;
+    assert_eq!(streamed.status, 200);
+    assert_eq!(streamed.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(streamed.header("content-length"), None);
+    assert_eq!(streamed.text(), "part 0\npart 1\npart 2\n");
+    let whole = crate::support::send(served.addr, get("/api/notes/1")).await;
+    let length = whole.text().len().to_string();
+    assert_eq!(whole.header("content-length"), Some(length.as_str()));
+    let cut = crate::support::send(served.addr, get("/api/stream-fails")).await;
+    assert_eq!(cut.status, 200);
+    assert!(
+        cut.body.is_err(),
+        "a cut body reads as whole: {:?}",
+        cut.body
+    );
+    let log = crate::cli::log_until(&served, |log| {
+        log.lines()
+            .any(|l| l.contains("micros::access") && l.contains("path=/api/stream-fails"))
+    })
+    .await;
+    assert!(
+        log.contains("RuntimeError: the stream failed half way"),
+        "the traceback reaches the log:\n{log}"
+    );
     terminate(served).await;
 }
 

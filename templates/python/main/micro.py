@@ -413,14 +413,21 @@ def _write_all(stream, data):
             ready.block()
 
 
-def _send(response_out, status, headers, body, head_only=False):
-    """Send a whole response: head first, then the body through its stream."""
+def _fields(headers):
+    """The headers a response may carry, as wasi:http fields (hop-by-hop ones and
+    Content-Length are the host's to set)."""
     pairs = []
     for name, value in headers:
         name = name.lower()
         if name in _HOP_BY_HOP or name == "content-length" or name.startswith("proxy-"):
             continue
         pairs.append((name, value.encode("latin-1") if isinstance(value, str) else bytes(value)))
+    return pairs
+
+
+def _send(response_out, status, headers, body, head_only=False):
+    """Send a whole response: head first, then the body through its stream."""
+    pairs = _fields(headers)
     if status in (204, 304):  # no body, and no Content-Length either (RFC 9110)
         body = b""
     elif not head_only:
@@ -435,6 +442,42 @@ def _send(response_out, status, headers, body, head_only=False):
     _http.OutgoingBody.finish(outgoing, None)
 
 
+class _Streaming:
+    """A response whose head is out and whose body goes out part by part as the app sends it
+    (chunked: its length is not known), never held whole."""
+
+    def __init__(self, response_out, status, headers, head_only):
+        response = _http.OutgoingResponse(_http.Fields.from_list(_fields(headers)))
+        response.set_status_code(status)
+        self._body = response.body()
+        _http.ResponseOutparam.set(response_out, Ok(response))
+        self._stream = None if head_only else self._body.write()
+
+    def write(self, data):
+        if self._stream is not None and data:
+            _write_all(self._stream, data)
+
+    def _close_stream(self):
+        if self._stream is not None:
+            self._stream.__exit__(None, None, None)  # the stream goes before its body
+            self._stream = None
+
+    def finish(self):
+        """The body is whole: the client sees its end."""
+        self._close_stream()
+        if self._body is not None:
+            _http.OutgoingBody.finish(self._body, None)
+            self._body = None
+
+    def abandon(self):
+        """The app failed after the head was out: the body is dropped unfinished, so the
+        client sees a cut response, not a whole one."""
+        self._close_stream()
+        if self._body is not None:
+            self._body.__exit__(None, None, None)
+            self._body = None
+
+
 def _send_error(response_out):
     try:
         _send(response_out, 500, [("content-type", "text/plain; charset=utf-8")], b"Internal Server Error\n")
@@ -442,20 +485,26 @@ def _send_error(response_out):
         traceback.print_exc()
 
 
-def _handler_class(respond):
-    """An IncomingHandler class whose requests are answered by `respond(request) -> Response`."""
+def _handler_class(respond, streams=False):
+    """An IncomingHandler class whose requests are answered by `respond(request) -> Response`;
+    with `streams`, by `respond(request, response_out, head_only)`, which returns None when it
+    has sent the response itself."""
 
     class IncomingHandler(exports.IncomingHandler):
         def handle(self, request, response_out):
             head_only = isinstance(request.method(), _http.Method_Head)
             try:
-                response = respond(request)
+                if streams:
+                    response = respond(request, response_out, head_only)
+                else:
+                    response = respond(request)
             except Exception:
                 traceback.print_exc()
                 _send_error(response_out)
                 return
             try:
-                _send(response_out, response.status, response.headers, response.body, head_only)
+                if response is not None:
+                    _send(response_out, response.status, response.headers, response.body, head_only)
             except Exception:
                 traceback.print_exc()  # the head may be out already: nothing else to send
             finally:
@@ -654,11 +703,12 @@ def asgi_scope(req, state):
     }
 
 
-async def _serve_asgi(app, req):
+async def _serve_asgi(app, req, response_out=None, head_only=False):
     lifespan = _Lifespan(app)
     await lifespan.startup()
     started = {}
     chunks = []
+    streaming = None
     done = asyncio.get_running_loop().create_future()
     body_sent = False
 
@@ -673,6 +723,7 @@ async def _serve_asgi(app, req):
         return {"type": "http.disconnect"}
 
     async def send(message):
+        nonlocal streaming
         kind = message["type"]
         if kind == "http.response.start":
             started["status"] = int(message["status"])
@@ -680,28 +731,48 @@ async def _serve_asgi(app, req):
                 (bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in message.get("headers", [])
             ]
         elif kind == "http.response.body":
-            chunks.append(bytes(message.get("body", b"")))
-            if not message.get("more_body", False) and not done.done():
+            body = bytes(message.get("body", b""))
+            more = message.get("more_body", False)
+            if streaming is None and more and response_out is not None and started.get("status") not in (204, 304):
+                # A body in parts goes out as it comes: the head now, then each part.
+                streaming = _Streaming(response_out, started["status"], started["headers"], head_only)
+            if streaming is not None:
+                streaming.write(body)
+            else:
+                chunks.append(body)
+            if not more and not done.done():
+                if streaming is not None:
+                    streaming.finish()  # whole before the background tasks run
                 done.set_result(None)
 
     try:
         await app(asgi_scope(req, lifespan.state), receive, send)
+    except Exception:
+        if streaming is None:
+            raise
+        traceback.print_exc()
+        streaming.abandon()
     finally:
         if not done.done():
             done.set_result(None)
         await lifespan.shutdown()
+    if streaming is not None:
+        streaming.finish()  # an app that never said the body was whole
+        return None
     if "status" not in started:
         raise RuntimeError("the ASGI app sent no response")
     return Response(b"".join(chunks), started["status"], started["headers"])
 
 
-def call_asgi(asgi_app, req):
+def call_asgi(asgi_app, req, response_out=None, head_only=False):
     """Run an ASGI application on a Request, with its lifespan around it, and collect its
-    Response (background tasks included: they run before the execution ends)."""
+    Response (background tasks included: they run before the execution ends). Given the
+    execution's `response_out`, a body the app sends in parts is sent as it comes (chunked),
+    and None is returned."""
     loop = _Loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve_asgi(asgi_app, req))
+        return loop.run_until_complete(_serve_asgi(asgi_app, req, response_out, head_only))
     finally:
         asyncio.set_event_loop(None)
         loop.close()
@@ -769,7 +840,11 @@ def asgi(asgi_app):
         if importlib.util.find_spec(package) is not None:
             preload(package)
     _inline_threads()
-    return _handler_class(lambda request: call_asgi(asgi_app, _read_request(request)))
+    return _handler_class(
+        lambda request, response_out, head_only: call_asgi(
+            asgi_app, _read_request(request), response_out, head_only),
+        streams=True,
+    )
 
 
 # ---------------------------------------------------------------------------

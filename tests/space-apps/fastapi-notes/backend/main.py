@@ -91,6 +91,15 @@ async def stream():
     return StreamingResponse(parts(), media_type="text/plain")
 
 
+@app.get("/stream-fails")
+async def stream_fails():
+    async def parts():
+        yield "part 0\n"
+        raise RuntimeError("the stream failed half way")
+
+    return StreamingResponse(parts(), media_type="text/plain")
+
+
 @app.post("/__space/v0/actions")
 async def action(request: Request):
     event = (await request.json())["event"]
