@@ -91,6 +91,40 @@ async fn deta_export_is_imported_and_served_to_the_owner() {
         )
     );
 
+    // An import past the app's data limit (`--data-limit`, as `micros up` takes it) is refused
+    // whole, naming the limit.
+    let (ok, stderr) = data_command(&[
+        "import",
+        "--from",
+        bad.to_str().unwrap(),
+        "--data-limit",
+        "4KiB",
+        app,
+    ])
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: `{}` item 1: the item has no string `key`",
+            bad.join("bases/zz.json").display()
+        )),
+        "a bad export is refused for what is wrong in it first: {stderr}"
+    );
+    let (ok, stderr) = data_command(&[
+        "import",
+        "--from",
+        unzipped.to_str().unwrap(),
+        "--data-limit",
+        "4KiB",
+        app,
+    ])
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("bytes, past its limit of 4096 bytes: nothing was imported; raise the limit (`--data-limit`"),
+        "{stderr}"
+    );
+
     let state = micros::state::StateDir::open(dir.path().join(".micros")).unwrap();
     let token = micros::Credentials::open(&state)
         .ensure_owner_token()

@@ -261,6 +261,10 @@ enum DataCommand {
         /// The folder to read.
         #[arg(long)]
         from: PathBuf,
+        /// The app's data limit, as `micros up --data-limit` sets it: an import that would take
+        /// the data past it is refused whole.
+        #[arg(long, value_name = "SIZE", default_value = "10GiB", value_parser = micros::config::parse_bytes)]
+        data_limit: u64,
         #[command(flatten)]
         app: AppArgs,
     },
@@ -553,8 +557,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
                 Ok(())
             }
-            DataCommand::Import { from, app } => {
-                let imported = micros::data::import(&app.state()?, &from)?;
+            DataCommand::Import {
+                from,
+                data_limit,
+                app,
+            } => {
+                let imported = micros::data::import(&app.state()?, &from, data_limit)?;
                 let moved = imported.moved;
                 if imported.format == micros::data::Format::Micros {
                     eprintln!(

@@ -144,6 +144,18 @@ fn parse(text: &str) -> anyhow::Result<Item> {
 }
 
 /// Stores `item` (which holds its key) in `base`, replacing any of the same key.
+/// Bytes the database takes, as `connection` sees it (its own uncommitted writes and committed
+/// WAL frames included): the pages in use, the file's pages less its free list. What the data
+/// limit counts.
+pub(super) fn used_bytes(connection: &Connection) -> anyhow::Result<u64> {
+    let pragma = |name: &str| -> anyhow::Result<u64> {
+        let value: i64 = connection.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))?;
+        Ok(u64::try_from(value).unwrap_or(0))
+    };
+    let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+    Ok(pages.saturating_mul(pragma("page_size")?))
+}
+
 pub(super) fn write(connection: &Connection, base: &str, item: &Item) -> anyhow::Result<()> {
     connection.execute(
         "INSERT OR REPLACE INTO items (base, key, item, expires) VALUES (?1, ?2, ?3, ?4)",
@@ -219,16 +231,7 @@ impl ItemStore for SqliteStore {
     }
 
     fn used_bytes(&self) -> anyhow::Result<u64> {
-        // Pages in use (the file's pages less its free list), as the connection sees the
-        // database, committed WAL frames included.
-        let connection = self.lock();
-        let pragma = |name: &str| -> anyhow::Result<u64> {
-            let value: i64 =
-                connection.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))?;
-            Ok(u64::try_from(value).unwrap_or(0))
-        };
-        let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
-        Ok(pages.saturating_mul(pragma("page_size")?))
+        used_bytes(&self.lock())
     }
 
     fn purge_expired(&self, now: i64, max: usize) -> anyhow::Result<usize> {

@@ -150,8 +150,13 @@ pub struct Imported {
 /// Reads an export into the app whose state folder is `state`, all of it in one transaction:
 /// items and files of the same key or name are replaced, nothing else is touched, and an export
 /// with a bad item or a missing file changes nothing. `from` is a folder written by [`export`],
-/// or Deta Space's export unzipped ([`Format`]).
-pub fn import(state: &crate::settings::state::StateDir, from: &Path) -> anyhow::Result<Imported> {
+/// or Deta Space's export unzipped ([`Format`]). An import that would take the app's data past
+/// `limit` bytes ([`crate::Limits::data_bytes`]) is refused whole, as a write past it would be.
+pub fn import(
+    state: &crate::settings::state::StateDir,
+    from: &Path,
+    limit: u64,
+) -> anyhow::Result<Imported> {
     if from.is_file() {
         if from
             .extension()
@@ -172,14 +177,14 @@ pub fn import(state: &crate::settings::state::StateDir, from: &Path) -> anyhow::
         return Ok(Imported {
             format: Format::Micros,
             folder: from.to_path_buf(),
-            moved: import_micros(state, from)?,
+            moved: import_micros(state, from, limit)?,
             bases: Vec::new(),
             drives: Vec::new(),
             skipped: Vec::new(),
         });
     }
     if let Some(root) = deta::root(from)? {
-        return deta::import(state, &root);
+        return deta::import(state, &root, limit);
     }
     bail!(
         "`{}` is not an export: it has neither `base/` nor `drive/` (micros' export) nor \
@@ -189,7 +194,11 @@ pub fn import(state: &crate::settings::state::StateDir, from: &Path) -> anyhow::
 }
 
 /// Reads a folder written by [`export`], which has `base/` or `drive/`, as [`import`] says.
-fn import_micros(state: &crate::settings::state::StateDir, from: &Path) -> anyhow::Result<Moved> {
+fn import_micros(
+    state: &crate::settings::state::StateDir,
+    from: &Path,
+    limit: u64,
+) -> anyhow::Result<Moved> {
     let store = SqliteStore::open(&state.path().join(DATA_FILE))?;
     let mut connection = store.lock();
     let tx = connection.transaction()?;
@@ -262,8 +271,24 @@ fn import_micros(state: &crate::settings::state::StateDir, from: &Path) -> anyho
             moved.files += 1;
         }
     }
+    check_room(&tx, from, limit)?;
     tx.commit()?;
     Ok(moved)
+}
+
+/// Refuses an import whose writes, not yet committed on `connection`, take the app's data past
+/// `limit`: the caller's transaction is then dropped, so nothing of it is kept.
+fn check_room(connection: &rusqlite::Connection, from: &Path, limit: u64) -> anyhow::Result<()> {
+    let used = super::store::used_bytes(connection)?;
+    if used > limit {
+        bail!(
+            "importing `{}` would take the app's data to {used} bytes, past its limit of {limit} \
+             bytes: nothing was imported; raise the limit (`--data-limit`, on this command and \
+             on `micros up`) or import less",
+            from.display()
+        );
+    }
+    Ok(())
 }
 
 /// The files of `folder` ending in `.{extension}`, by stem, in order.

@@ -89,8 +89,9 @@ pub(super) fn root(from: &Path) -> anyhow::Result<Option<PathBuf>> {
 pub(super) fn import(
     state: &crate::settings::state::StateDir,
     root: &Path,
+    limit: u64,
 ) -> anyhow::Result<Imported> {
-    write(state, read(root)?)
+    write(state, read(root)?, limit)
 }
 
 /// The paths in `folder`, in order of name.
@@ -305,7 +306,11 @@ fn read_drive(folder: &Path, skipped: &mut Vec<PathBuf>) -> anyhow::Result<Vec<D
 
 /// Writes a checked export into the app whose state folder is `state`, in one transaction:
 /// a failure (a file gone since it was checked, a full disk) writes nothing.
-fn write(state: &crate::settings::state::StateDir, export: Export) -> anyhow::Result<Imported> {
+fn write(
+    state: &crate::settings::state::StateDir,
+    export: Export,
+    limit: u64,
+) -> anyhow::Result<Imported> {
     let store = SqliteStore::open(&state.path().join(DATA_FILE))?;
     let mut connection = store.lock();
     let tx = connection.transaction()?;
@@ -346,6 +351,7 @@ fn write(state: &crate::settings::state::StateDir, export: Export) -> anyhow::Re
         imported.moved.files += count;
         imported.drives.push((drive.name, count));
     }
+    super::check_room(&tx, &imported.folder, limit)?;
     tx.commit()?;
     Ok(imported)
 }

@@ -7,6 +7,7 @@ use super::*;
 use crate::services::data::MAX_ITEM_BYTES;
 use crate::services::data::files::FileStore as _;
 use crate::services::data::store::ItemStore as _;
+use crate::settings::limits::DEFAULT_DATA_BYTES;
 
 /// `result`'s value, or a panic with its error.
 fn ok<T>(result: anyhow::Result<T>) -> T {
@@ -319,7 +320,7 @@ fn an_import_replaces_same_keys_and_keeps_the_rest() {
         ("bases/notes.json", br#"[{"key": "a", "new": 1}]"#),
         ("drives/media/photos/2023/a.png", b"\x89PNG"),
     ]);
-    let imported = ok(import(&state, export.path()));
+    let imported = ok(import(&state, export.path(), DEFAULT_DATA_BYTES));
     assert_eq!(
         imported,
         Imported {
@@ -354,7 +355,7 @@ fn a_write_that_fails_midway_writes_nothing() {
     // Gone between the check and the write: the base and `a.txt` are written by then.
     let gone = export.path().join("drives/media/b.txt");
     std::fs::remove_file(&gone).unwrap_or_else(|e| panic!("{e}"));
-    let error = refused(write(&state, checked));
+    let error = refused(write(&state, checked, DEFAULT_DATA_BYTES));
     assert!(
         error.starts_with(&format!("failed to read `{}`", gone.display())),
         "{error}"
@@ -370,11 +371,42 @@ fn a_zip_file_is_refused_with_a_hint() {
     let dir = folder(&[("export.zip", b"PK\x03\x04")]);
     let zip = dir.path().join("export.zip");
     assert_eq!(
-        refused(super::super::import(&state, &zip)),
+        refused(super::super::import(&state, &zip, DEFAULT_DATA_BYTES)),
         format!(
             "`{}` is a zip file: unzip it first (`unzip {} -d FOLDER`) and import the folder",
             zip.display(),
             zip.display()
         )
     );
+}
+
+#[test]
+fn data_limit_obeyed_and_violated() {
+    let file = vec![b'x'; 256 * 1024];
+    let export = folder(&[
+        ("bases/notes.json", br#"[{"key": "a"}]"#),
+        ("drives/media/big.bin", file.as_slice()),
+    ]);
+    // Past the limit: refused whole, naming the limit and the flag.
+    let (_dir, state) = state();
+    let limit = 128 * 1024;
+    let error = refused(import(&state, export.path(), limit));
+    let prefix = format!(
+        "importing `{}` would take the app's data to ",
+        export.path().display()
+    );
+    assert!(error.starts_with(&prefix), "{error}");
+    assert!(
+        error.ends_with(&format!(
+            " bytes, past its limit of {limit} bytes: nothing was imported; raise the limit \
+             (`--data-limit`, on this command and on `micros up`) or import less"
+        )),
+        "{error}"
+    );
+    let store = ok(SqliteStore::open(&state.path().join(DATA_FILE)));
+    assert_eq!(ok(store.get("notes", "a", 0)), None);
+    assert!(ok(store.get_file("media", "big.bin")).is_none());
+    // Within it: all of it.
+    let imported = ok(import(&state, export.path(), 1024 * 1024));
+    assert_eq!(imported.moved, Moved { items: 1, files: 1 });
 }
