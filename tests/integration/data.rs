@@ -933,6 +933,49 @@ async fn data_export_and_import_round_trip() {
         stderr.contains("fresh.jsonl` line 2: not a JSON object"),
         "{stderr}"
     );
+    // An export edited by hand is held to what a put and an upload are held to.
+    let big = format!(
+        "{{\"key\":\"big\",\"v\":\"{}\"}}",
+        "x".repeat(micros::data::MAX_ITEM_BYTES)
+    );
+    for (line, refusal) in [
+        (
+            "{\"key\": \"\"}".to_string(),
+            "the key must not be empty".to_string(),
+        ),
+        (
+            "{\"key\": \"t\", \"__expires\": \"soon\"}".to_string(),
+            "`__expires` must be a Unix timestamp in seconds".to_string(),
+        ),
+        (
+            big.clone(),
+            format!(
+                "the item is {} bytes, past the limit of {}",
+                big.len(),
+                micros::data::MAX_ITEM_BYTES
+            ),
+        ),
+    ] {
+        std::fs::write(
+            damaged.join("base/fresh.jsonl"),
+            format!("{{\"key\": \"ok\"}}\n{line}\n"),
+        )
+        .unwrap();
+        let (ok, stderr) = data_command(&[
+            "import",
+            "--from",
+            damaged.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+        ])
+        .await;
+        assert!(!ok);
+        assert!(
+            stderr.contains(&format!(
+                "fresh.jsonl` line 2: {refusal}; fix or remove the item"
+            )),
+            "{stderr}"
+        );
+    }
     let up = crate::cli::up(&[dir.path().to_str().unwrap()]).await;
     let reply = send(
         up.addr,

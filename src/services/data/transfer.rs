@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::DATA_FILE;
+use super::drive::{MAX_FILE_BYTES, MAX_NAME_BYTES};
 use super::store::SqliteStore;
 
 /// What an export or an import moved.
@@ -220,6 +221,9 @@ fn import_micros(
             if !item.get("key").is_some_and(Value::is_string) {
                 bail!("{}: the item has no string `key`", at());
             }
+            // As a put checks it (key, `__expires`, size): an export may be edited by hand.
+            let item = super::base::prepare(Value::Object(item))
+                .map_err(|e| anyhow::anyhow!("{}: {e}; fix or remove the item", at()))?;
             super::store::write(&tx, &base, &item)?;
             moved.items += 1;
         }
@@ -265,8 +269,33 @@ fn import_micros(
             if file != file_name(&name) {
                 bail!("{}: `file` is not the SHA-256 of `name`", at());
             }
-            let data = std::fs::read(folder.path().join(&file))
+            if name.trim().is_empty() || name.len() > MAX_NAME_BYTES {
+                bail!(
+                    "{}: `name` is not a file name in a drive: from 1 to {MAX_NAME_BYTES} bytes, \
+                     not only spaces",
+                    at()
+                );
+            }
+            let path = folder.path().join(&file);
+            let size = std::fs::metadata(&path)
+                .with_context(|| format!("{}: the file `{file}` is missing", at()))?
+                .len();
+            if size > MAX_FILE_BYTES {
+                bail!(
+                    "{}: the file `{file}` is {size} bytes, past the limit of {MAX_FILE_BYTES} \
+                     for a Drive file",
+                    at()
+                );
+            }
+            let data = std::fs::read(&path)
                 .with_context(|| format!("{}: the file `{file}` is missing", at()))?;
+            if data.len() as u64 > MAX_FILE_BYTES {
+                bail!(
+                    "{}: the file `{file}` grew past the limit of {MAX_FILE_BYTES} bytes while \
+                     it was imported; import again",
+                    at()
+                );
+            }
             super::files::write_file(&tx, &drive, &name, &content_type, &data)?;
             moved.files += 1;
         }
