@@ -468,6 +468,29 @@ async fn up_refuses_an_undeclared_preset() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn threads_sets_the_threads_that_serve() {
+    let (dir, _) = write_app(&[micro("web", guests::HELLO).primary()]);
+    let app = dir.path().to_str().unwrap();
+    let (code, stderr) = run(&["up", app, "--threads", "0"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("invalid value '0' for '--threads <N>': 0 is not in 1..=1024"),
+        "{stderr}"
+    );
+    for threads in ["1", "3"] {
+        let up = up(&[app, "--threads", threads]).await;
+        assert_eq!(get(up.addr, "/").await.status, 200);
+        let log = log_until(&up, |log| log.contains("serving on")).await;
+        assert!(
+            log.lines()
+                .any(|l| l.contains("serving on") && l.ends_with(&format!(" threads={threads}"))),
+            "{log}"
+        );
+        kill(up).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn build_runs_commands_in_src_and_stops_at_a_failure() {
     let (dir, _) = write_app(&[micro("web", guests::HELLO)
         .primary()

@@ -1,5 +1,5 @@
-//! The flag groups of `micros up` and `micros trigger`: each a clap `Args` with the library
-//! type it becomes.
+//! The flag groups of `micros up`, `micros server` and `micros trigger`: each a clap `Args`
+//! with the library type it becomes.
 
 use std::time::Duration;
 
@@ -33,6 +33,16 @@ impl From<OutboundArgs> for micros::OutboundConfig {
             max_concurrent: args.max_outbound,
         }
     }
+}
+
+/// The threads a serving command runs on.
+#[derive(Args)]
+pub(crate) struct RuntimeArgs {
+    /// Threads that serve requests and run executions (default: one per core). On a server of
+    /// mostly Python or JavaScript Micros, `1` spends far less CPU per request: each execution's
+    /// copy-on-write faults then need no other core's TLB flushed (BENCHMARKS.md, 25.).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) threads: Option<u16>,
 }
 
 /// What compiling one component at load may cost before it is refused.

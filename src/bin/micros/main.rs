@@ -14,7 +14,7 @@ mod flags;
 mod logs;
 mod remote;
 
-use flags::{CompileArgs, FrontDoorArgs, LimitArgs, OutboundArgs};
+use flags::{CompileArgs, FrontDoorArgs, LimitArgs, OutboundArgs, RuntimeArgs};
 use logs::LogFormat;
 
 /// The allocator of the binary (feature `mimalloc`, on by default): fewer CPU cycles per request
@@ -368,6 +368,8 @@ struct ServerCommand {
     #[arg(long, value_name = "ADDR", requires = "tls_cert")]
     redirect_listen: Option<SocketAddr>,
     #[command(flatten)]
+    runtime: RuntimeArgs,
+    #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
     front_door: FrontDoorArgs,
@@ -417,6 +419,8 @@ struct Up {
     /// reserved at load (slower; for comparison, or a host short of address space).
     #[arg(long)]
     no_pooling: bool,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
     /// Open every route of every Micro to anyone: no owner token, no app keys. For local
     /// development only; said loudly in the log.
     #[arg(long)]
@@ -435,10 +439,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `micros server` also keeps each app's lines for `micros logs`.
     logs::install(cli.log_format, matches!(cli.command, Command::Server(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = match &cli.command {
+        Command::Up(up) => up.runtime.threads,
+        Command::Server(server) => server.runtime.threads,
+        _ => None,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        runtime.worker_threads(threads.into());
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");
@@ -680,7 +690,7 @@ async fn serve(up: Up) -> anyhow::Result<()> {
     }
     let app = tokio::task::spawn_blocking(move || App::load(manifest, &config)).await??;
     give_back_freed_memory();
-    tracing::info!("serving on http://{address}");
+    tracing::info!(threads = serving_threads(), "serving on http://{address}");
     let _batching = logs::batch();
     let watching = if up.watch {
         Some(tokio::spawn(micros::watch(&app)?))
@@ -772,6 +782,7 @@ async fn host(command: ServerCommand) -> anyhow::Result<()> {
     }
     tracing::info!(
         state_dir = %state_dir.display(),
+        threads = serving_threads(),
         "serving apps at {scheme}://<app>.{domain}:{}",
         address.port()
     );
@@ -784,6 +795,11 @@ async fn host(command: ServerCommand) -> anyhow::Result<()> {
         }
         None => server.serve(listener, shutdown_signal()).await,
     }
+}
+
+/// The threads serving requests and running executions (`--threads`), as the runtime has them.
+fn serving_threads() -> usize {
+    tokio::runtime::Handle::current().metrics().num_workers()
 }
 
 /// Resolves on SIGINT or SIGTERM.
