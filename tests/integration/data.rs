@@ -915,19 +915,22 @@ async fn data_export_and_import_round_trip() {
 
     // A damaged export changes nothing: the import is one transaction.
     let damaged = out.path().join("damaged");
+    let import_damaged = async || {
+        data_command(&[
+            "import",
+            "--from",
+            damaged.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+        ])
+        .await
+    };
     std::fs::create_dir_all(damaged.join("base")).unwrap();
     std::fs::write(
         damaged.join("base/fresh.jsonl"),
         "{\"key\": \"ok\"}\nnot json\n",
     )
     .unwrap();
-    let (ok, stderr) = data_command(&[
-        "import",
-        "--from",
-        damaged.to_str().unwrap(),
-        dir.path().to_str().unwrap(),
-    ])
-    .await;
+    let (ok, stderr) = import_damaged().await;
     assert!(!ok);
     assert!(
         stderr.contains("fresh.jsonl` line 2: not a JSON object"),
@@ -961,13 +964,7 @@ async fn data_export_and_import_round_trip() {
             format!("{{\"key\": \"ok\"}}\n{line}\n"),
         )
         .unwrap();
-        let (ok, stderr) = data_command(&[
-            "import",
-            "--from",
-            damaged.to_str().unwrap(),
-            dir.path().to_str().unwrap(),
-        ])
-        .await;
+        let (ok, stderr) = import_damaged().await;
         assert!(!ok);
         assert!(
             stderr.contains(&format!(
@@ -976,6 +973,33 @@ async fn data_export_and_import_round_trip() {
             "{stderr}"
         );
     }
+    // A file named as no upload may name one (a folder's name) is refused too.
+    std::fs::remove_file(damaged.join("base/fresh.jsonl")).unwrap();
+    let files = damaged.join("drive/files");
+    std::fs::create_dir_all(&files).unwrap();
+    let hashed: String = sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        b"folder/",
+    ))
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    std::fs::write(files.join(&hashed), "x").unwrap();
+    std::fs::write(
+        files.join("index.jsonl"),
+        format!(
+            "{{\"name\": \"folder/\", \"content_type\": \"text/plain\", \"file\": \"{hashed}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let (ok, stderr) = import_damaged().await;
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "index.jsonl` line 1: `folder/` ends with `/`: a file's name cannot be a folder"
+        ),
+        "{stderr}"
+    );
     let up = crate::cli::up(&[dir.path().to_str().unwrap()]).await;
     let reply = send(
         up.addr,

@@ -70,23 +70,27 @@ fn failed(error: &anyhow::Error) -> Answer {
 
 /// The `name` parameter, checked.
 fn name(query: &str) -> Result<String, Answer> {
-    match param(query, "name") {
-        None => Err(error(400, "the file's `name` is missing (`?name=...`)").into()),
-        Some(name) if name.trim().is_empty() => {
-            Err(error(400, "the file's `name` is empty").into())
-        }
-        Some(name) if name.ends_with('/') => Err(error(
-            400,
-            format!("`{name}` ends with `/`: a file's name cannot be a folder"),
-        )
-        .into()),
-        Some(name) if name.len() > MAX_NAME_BYTES => Err(error(
-            400,
-            format!("the file's name is past {MAX_NAME_BYTES} bytes"),
-        )
-        .into()),
-        Some(name) => Ok(name),
+    let Some(name) = param(query, "name") else {
+        return Err(error(400, "the file's `name` is missing (`?name=...`)").into());
+    };
+    check_name(&name).map_err(|refusal| error(400, refusal))?;
+    Ok(name)
+}
+
+/// What a file's name in a drive must be, wherever it comes from (an upload, an import).
+pub(super) fn check_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the file's `name` is empty".into());
     }
+    if name.ends_with('/') {
+        return Err(format!(
+            "`{name}` ends with `/`: a file's name cannot be a folder"
+        ));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!("the file's name is past {MAX_NAME_BYTES} bytes"));
+    }
+    Ok(())
 }
 
 /// Answers one Drive request.

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::DATA_FILE;
-use super::drive::{MAX_FILE_BYTES, MAX_NAME_BYTES};
+use super::drive::MAX_FILE_BYTES;
 use super::store::SqliteStore;
 
 /// What an export or an import moved.
@@ -269,13 +269,8 @@ fn import_micros(
             if file != file_name(&name) {
                 bail!("{}: `file` is not the SHA-256 of `name`", at());
             }
-            if name.trim().is_empty() || name.len() > MAX_NAME_BYTES {
-                bail!(
-                    "{}: `name` is not a file name in a drive: from 1 to {MAX_NAME_BYTES} bytes, \
-                     not only spaces",
-                    at()
-                );
-            }
+            super::drive::check_name(&name)
+                .map_err(|refusal| anyhow::anyhow!("{}: {refusal}", at()))?;
             let path = folder.path().join(&file);
             let size = std::fs::metadata(&path)
                 .with_context(|| format!("{}: the file `{file}` is missing", at()))?

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 use super::super::base;
-use super::super::drive::{MAX_FILE_BYTES, MAX_NAME_BYTES};
+use super::super::drive::{self, MAX_FILE_BYTES};
 use super::super::store::{self, Item, SqliteStore};
 use super::super::{DATA_FILE, MAX_BASE_NAME, files, is_name};
 use super::{Format, Imported, Moved};
@@ -275,13 +275,8 @@ fn read_drive(folder: &Path, skipped: &mut Vec<PathBuf>) -> anyhow::Result<Vec<D
             if !metadata.is_file() {
                 bail!("`{}` is not a file: remove it", path.display());
             }
-            if name.trim().is_empty() || name.len() > MAX_NAME_BYTES {
-                bail!(
-                    "`{}`: `{name}` is not a file name in a drive: from 1 to {MAX_NAME_BYTES} \
-                     bytes; rename it",
-                    path.display()
-                );
-            }
+            drive::check_name(&name)
+                .map_err(|refusal| anyhow::anyhow!("`{}`: {refusal}; rename it", path.display()))?;
             if metadata.len() > MAX_FILE_BYTES {
                 bail!(
                     "`{}` is {} bytes, past the limit of {MAX_FILE_BYTES} for a Drive file",

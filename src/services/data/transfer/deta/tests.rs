@@ -410,3 +410,20 @@ fn data_limit_obeyed_and_violated() {
     let imported = ok(import(&state, export.path(), 1024 * 1024));
     assert_eq!(imported.moved, Moved { items: 1, files: 1 });
 }
+
+#[test]
+fn a_drive_file_name_past_its_limit_is_refused() {
+    // Nested folders make a name longer than any one file name may be.
+    let long = format!("{}/f.txt", vec!["a".repeat(250); 5].join("/"));
+    let fits = folder(&[(&format!("drives/media/{}", &long[251..]), b"a".as_slice())]);
+    assert_eq!(ok(read(fits.path())).drives[0].files.len(), 1);
+    let dir = folder(&[(&format!("drives/media/{long}"), b"a".as_slice())]);
+    assert_eq!(
+        refused(read(dir.path())),
+        format!(
+            "`{}`: the file's name is past {} bytes; rename it",
+            dir.path().join("drives/media").join(&long).display(),
+            crate::services::data::drive::MAX_NAME_BYTES
+        )
+    );
+}
