@@ -1000,6 +1000,36 @@ async fn data_export_and_import_round_trip() {
         ),
         "{stderr}"
     );
+    // A file past a Drive file's limit is refused by its size, before it is read (sparse here,
+    // so the test writes no 100 MiB).
+    let hashed: String = sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        b"big.bin",
+    ))
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    std::fs::File::create(files.join(&hashed))
+        .unwrap()
+        .set_len(micros::data::MAX_FILE_BYTES + 1)
+        .unwrap();
+    std::fs::write(
+        files.join("index.jsonl"),
+        format!(
+            "{{\"name\": \"big.bin\", \"content_type\": \"application/octet-stream\", \"file\": \"{hashed}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let (ok, stderr) = import_damaged().await;
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
+            "index.jsonl` line 1: the file `{hashed}` is {} bytes, past the limit of {} for a Drive file",
+            micros::data::MAX_FILE_BYTES + 1,
+            micros::data::MAX_FILE_BYTES
+        )),
+        "{stderr}"
+    );
     let up = crate::cli::up(&[dir.path().to_str().unwrap()]).await;
     let reply = send(
         up.addr,
