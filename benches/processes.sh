@@ -24,7 +24,7 @@ for lang in python js; do
     || { cat "$work/$lang-build.log" >&2; exit 1; }
 done
 
-# Requests/s of one wrk run of CONNECTIONS against $1.
+# Requests/s of one wrk run against the URL $1 with $2 connections.
 rps_of() {
   wrk -t1 -c"$2" -d"${SECONDS_PER_RUN}s" "$1/" | awk '/Requests\/sec/ { print $2 }'
 }

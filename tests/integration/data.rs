@@ -977,13 +977,17 @@ async fn data_export_and_import_round_trip() {
     std::fs::remove_file(damaged.join("base/fresh.jsonl")).unwrap();
     let files = damaged.join("drive/files");
     std::fs::create_dir_all(&files).unwrap();
-    let hashed: String = sha2::Digest::finalize(sha2::Digest::chain_update(
-        <sha2::Sha256 as sha2::Digest>::new(),
-        b"folder/",
-    ))
-    .iter()
-    .map(|b| format!("{b:02x}"))
-    .collect();
+    // An export names each file by the SHA-256 of its name.
+    let file_of = |name: &str| -> String {
+        sha2::Digest::finalize(sha2::Digest::chain_update(
+            <sha2::Sha256 as sha2::Digest>::new(),
+            name.as_bytes(),
+        ))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+    };
+    let hashed = file_of("folder/");
     std::fs::write(files.join(&hashed), "x").unwrap();
     std::fs::write(
         files.join("index.jsonl"),
@@ -1002,13 +1006,7 @@ async fn data_export_and_import_round_trip() {
     );
     // A file past a Drive file's limit is refused by its size, before it is read (sparse here,
     // so the test writes no 100 MiB).
-    let hashed: String = sha2::Digest::finalize(sha2::Digest::chain_update(
-        <sha2::Sha256 as sha2::Digest>::new(),
-        b"big.bin",
-    ))
-    .iter()
-    .map(|b| format!("{b:02x}"))
-    .collect();
+    let hashed = file_of("big.bin");
     std::fs::File::create(files.join(&hashed))
         .unwrap()
         .set_len(micros::data::MAX_FILE_BYTES + 1)
