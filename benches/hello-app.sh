@@ -20,3 +20,13 @@ component = "hello.wasm"
 public = true
 TOML
 }
+
+# The baseline `wasmtime serve`: the wasmtime release micros links (its major, from Cargo.lock),
+# so that both sides run the same runtime. $WASMTIME names the binary (default: `wasmtime` on
+# the PATH); `wasmtime_baseline` says whether it is of that release.
+WASMTIME=${WASMTIME:-wasmtime}
+WASMTIME_MAJOR=$(awk '/^name = "wasmtime"$/ { getline; gsub(/"/, ""); split($3, v, "."); print v[1]; exit }' Cargo.lock)
+WASMTIME_INSTALL="cargo install wasmtime-cli --version ^$WASMTIME_MAJOR --locked"
+wasmtime_baseline() {
+  command -v "$WASMTIME" >/dev/null && "$WASMTIME" --version | grep -q "^wasmtime $WASMTIME_MAJOR\."
+}

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Load benchmark: the hello component served by micros, against a native hyper hello (the
-# physical limit here) and `wasmtime serve` (what users would pick instead) when a wasmtime 48
-# binary is on the PATH: all started together, then driven by wrk on loopback in turn, one run
-# each per round, in the same run.
+# physical limit here) and `wasmtime serve` (what users would pick instead) when a wasmtime of
+# the release micros links is at hand: all started together, then driven by wrk on loopback in
+# turn, one run each per round, in the same run.
 # Usage: ./benches/load.sh [SECONDS] [RUNS]   (defaults: 10 s, 3 runs; medians are reported)
-# Needs: wrk (Debian: apt-get install wrk); optionally wasmtime 48:
-#   cargo install wasmtime-cli --version 48.0.8 --locked
+# Needs: wrk (Debian: apt-get install wrk); optionally the `wasmtime` CLI of the release micros
+# links (Cargo.lock; today 50), on the PATH or named by $WASMTIME:
+#   cargo install wasmtime-cli --version ^50 --locked
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
@@ -36,13 +37,13 @@ echo "== native hyper hello" >&2
 serve native target/release/examples/native_hello 127.0.0.1:0
 echo "== micros up --no-pooling" >&2
 serve nopool target/release/micros up "$work/app" --listen 127.0.0.1:0 --no-pooling
-if command -v wasmtime >/dev/null && wasmtime --version | grep -q '^wasmtime 48\.'; then
+if wasmtime_baseline; then
   echo "== wasmtime serve -Scli" >&2
   # It prints no address of its own: start() finds the one echoed here.
   serve wasmtime sh -c 'echo http://127.0.0.1:8971 >&2;
-    exec wasmtime serve -Scli --addr 127.0.0.1:8971 "$1" 2>/dev/null' sh "$work/app/web/hello.wasm"
+    exec "$2" serve -Scli --addr 127.0.0.1:8971 "$1" 2>/dev/null' sh "$work/app/web/hello.wasm" "$WASMTIME"
 else
-  echo "== wasmtime 48 not found: skipped (cargo install wasmtime-cli --version 48.0.8 --locked)" >&2
+  echo "== wasmtime $WASMTIME_MAJOR not found: skipped ($WASMTIME_INSTALL)" >&2
 fi
 
 for run in $(seq 1 "$RUNS"); do
@@ -71,7 +72,7 @@ for key in native micros nopool wasmtime; do
     native) name="native hyper hello";;
     micros) name="micros up (pooling)";;
     nopool) name="micros up --no-pooling";;
-    wasmtime) name="wasmtime serve -Scli";;
+    wasmtime) name="wasmtime serve -Scli $("$WASMTIME" --version | awk '{ print $2 }')";;
   esac
   ratio=-
   [ -n "$base" ] && ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { printf "%.2fx", a / b }')

@@ -4,24 +4,25 @@
 # at `nice -n 19` (so that the client no longer preempts the server's threads on a small
 # machine). Prints requests/s, p50 and p99 of every run.
 # Usage: ./benches/p99.sh [SECONDS] [ROUNDS]   (defaults: 5 s, 3 rounds)
-# Needs: wrk (Debian: apt-get install wrk) and wasmtime 48 on the PATH:
-#   cargo install wasmtime-cli --version 48.0.8 --locked
+# Needs: wrk (Debian: apt-get install wrk) and the `wasmtime` CLI of the release micros links
+# (Cargo.lock; today 50), on the PATH or named by $WASMTIME:
+#   cargo install wasmtime-cli --version ^50 --locked
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-5}
 ROUNDS=${2:-3}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-command -v wasmtime >/dev/null && wasmtime --version | grep -q '^wasmtime 48\.' || {
-  echo "wasmtime 48 is missing: cargo install wasmtime-cli --version 48.0.8 --locked" >&2
-  exit 1
-}
 
 . benches/hello-app.sh
+wasmtime_baseline || {
+  echo "wasmtime $WASMTIME_MAJOR is missing: $WASMTIME_INSTALL (or set WASMTIME)" >&2
+  exit 1
+}
 hello_app
 
 target/release/micros check "$work/app" 2>/dev/null
 target/release/micros up "$work/app" --listen 127.0.0.1:0 2>"$work/micros.log" &
-wasmtime serve -Scli --addr 127.0.0.1:8972 "$work/app/web/hello.wasm" 2>/dev/null &
+"$WASMTIME" serve -Scli --addr 127.0.0.1:8972 "$work/app/web/hello.wasm" 2>/dev/null &
 MICROS=
 for _ in $(seq 1 400); do
   MICROS=$(grep -o -m1 'http://[0-9.:]*' "$work/micros.log" || true)

@@ -58,8 +58,11 @@ const DECOMMIT_BATCH_SCANNED: usize = 1;
 /// to the kernel: cheaper for the small memories Micros touch per request.
 const KEEP_RESIDENT: usize = 128 * 1024;
 /// The same where the kernel can say which pages a request wrote (Linux 6.7+ `PAGEMAP_SCAN`):
-/// only those are reset, so a larger window costs nothing for pages left alone, and covers the
-/// stack, data and first heap pages of a typical guest (a Rust guest's stack alone is 1 MiB).
+/// the written pages themselves, wherever they lie, are reset in place (copied back from the
+/// image or zeroed) up to this many bytes, and only what is written past it is given back. It
+/// covers a Rust guest's stack (1 MiB) and heap, and the ~1.7 MB a Python starter's request
+/// writes across its 16 MB image, so the next request faults none of it in (BENCHMARKS.md, 29.).
+/// A slot that served keeps at most this much resident for its next request.
 const KEEP_RESIDENT_SCANNED: usize = 4 * 1024 * 1024;
 
 /// What the engine is sized for.

@@ -93,9 +93,12 @@ async fn tmp_bytes_violated() {
                 "wrote 1048576: insufficient-space",
             ),
             ("/rm?name=a", "ok"),
-            ("/fill?name=a&bytes=1048577", "wrote 1048576: Uncategorized"),
-            ("/fill?name=b&bytes=1", "wrote 0: Uncategorized"),
-            ("/append?name=a&bytes=1", "wrote 0: Uncategorized"),
+            (
+                "/fill?name=a&bytes=1048577",
+                "wrote 1048576: InputOutputError",
+            ),
+            ("/fill?name=b&bytes=1", "wrote 0: InputOutputError"),
+            ("/append?name=a&bytes=1", "wrote 0: InputOutputError"),
             // A write through the descriptor at an offset past the limit, and a sparse size:
             // the hole counts, so neither gets round the quota.
             (
@@ -198,7 +201,7 @@ async fn tmp_unlinked_open_file_counts_until_closed() {
         &server,
         &[(
             "/orphan?bytes=600000",
-            "wrote 600000: ok; unlink: ok; while open: Uncategorized; after close: ok",
+            "wrote 600000: ok; unlink: ok; while open: InputOutputError; after close: ok",
         )],
     )
     .await;
@@ -224,7 +227,7 @@ async fn tmp_renames_and_links_keep_the_books() {
             ("/link?from=a&to=a2", "ok"),
             ("/fill?name=b&bytes=400000", "wrote 400000: ok"),
             ("/rm?name=a", "ok"),
-            ("/fill?name=c&bytes=100000", "wrote 0: Uncategorized"),
+            ("/fill?name=c&bytes=100000", "wrote 0: InputOutputError"),
             ("/rm?name=a2", "ok"),
             ("/fill?name=c&bytes=600000", "wrote 600000: ok"),
         ],
@@ -247,7 +250,7 @@ async fn tmp_symlinks_cannot_point_out() {
             ("/read?name=l", "5 bytes"),
             // Writing through a link counts against the file it reaches.
             ("/fill?name=l&bytes=1048576", "wrote 1048576: ok"),
-            ("/fill?name=b&bytes=1", "wrote 0: Uncategorized"),
+            ("/fill?name=b&bytes=1", "wrote 0: InputOutputError"),
         ],
     )
     .await;
@@ -275,7 +278,7 @@ async fn tmp_quota_is_shared_by_concurrent_executions() {
     assert!(
         answers
             .iter()
-            .all(|a| a.ends_with(": ok") || a.ends_with(": Uncategorized"))
+            .all(|a| a.ends_with(": ok") || a.ends_with(": InputOutputError"))
     );
     assert!(disk_bytes(&server.tmp_dir("web")) <= MIB);
     // Emptied, the books are back at zero: the whole quota fits again.

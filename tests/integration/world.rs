@@ -11,7 +11,7 @@ fn every_guest_targets_the_micro_world() {
         .expect("the `micro` world");
     for (name, path) in guests::ALL {
         let wasm = std::fs::read(path).unwrap();
-        let targets = wit_component::targets(&resolve, world, &wasm);
+        let targets = wit_component::targets(&resolve, world, &wasm, false);
         if guests::HOSTILE.contains(name) {
             // Hand-written in the text format with only the types their handler names: wasmtime
             // links them (the tests in `hostile.rs` prove it), the WIT checker wants every type.
@@ -29,5 +29,5 @@ fn every_guest_targets_the_micro_world() {
     }
     // A core module is not a component of the world.
     let core = std::fs::read("tests/manifests/core-module/web/web.wasm").unwrap();
-    assert!(wit_component::targets(&resolve, world, &core).is_err());
+    assert!(wit_component::targets(&resolve, world, &core, false).is_err());
 }
