@@ -59,6 +59,7 @@ struct Bare {
     table: wasmtime::component::ResourceTable,
     wasi: wasmtime_wasi::WasiCtx,
     http: wasmtime_wasi_http::WasiHttpCtx,
+    outbound: NoOutbound,
 }
 
 impl wasmtime_wasi::WasiView for Bare {
@@ -75,8 +76,33 @@ impl wasmtime_wasi_http::WasiHttpView for Bare {
         wasmtime_wasi_http::WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
+            hooks: &mut self.outbound,
         }
+    }
+}
+
+/// The outgoing HTTP of [`Bare`]: none (the benched guests send no requests). micros builds
+/// wasi-http without its default sender, so wasmtime's stock hooks are not there to borrow.
+struct NoOutbound;
+
+impl wasmtime_wasi_http::WasiHttpHooks for NoOutbound {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 
@@ -139,6 +165,7 @@ impl WasmtimeAlone {
                 table: wasmtime::component::ResourceTable::new(),
                 wasi: wasmtime_wasi::WasiCtx::builder().build(),
                 http: wasmtime_wasi_http::WasiHttpCtx::new(),
+                outbound: NoOutbound,
             },
         );
         let (sender, receiver) = tokio::sync::oneshot::channel();
