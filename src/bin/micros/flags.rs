@@ -38,9 +38,8 @@ impl From<OutboundArgs> for micros::OutboundConfig {
 /// The threads a serving command runs on.
 #[derive(Args)]
 pub(crate) struct RuntimeArgs {
-    /// Threads that serve requests and run executions (default: one per core). On a server of
-    /// mostly Python or JavaScript Micros, `1` spends far less CPU per request: each execution's
-    /// copy-on-write faults then need no other core's TLB flushed (BENCHMARKS.md, 25.).
+    /// Threads that serve requests and run executions (default: one per core, which serves
+    /// every kind of Micro best since wasmtime 50: BENCHMARKS.md, 29.).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) threads: Option<u16>,
 }
