@@ -1,6 +1,8 @@
 //! The log subscriber of the binary: lines in the chosen format to stderr, filtered by `RUST_LOG`;
 //! while serving, written by a thread of their own, in batches.
 
+mod line;
+
 use std::io;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,8 +42,11 @@ pub(crate) fn install(format: LogFormat, app_logs: bool) {
             // would be printed to that same stderr, which panics: a request would fail with it.
             .log_internal_errors(false);
         match format {
+            LogFormat::Text if colours() => logs.with_ansi(true).init(),
             LogFormat::Text => logs
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_ansi(false)
+                .fmt_fields(line::Fields)
+                .event_format(line::Line)
                 .init(),
             LogFormat::Json => logs.json().flatten_event(true).init(),
         }
@@ -54,8 +59,11 @@ pub(crate) fn install(format: LogFormat, app_logs: bool) {
         .with_writer(Stderr)
         .log_internal_errors(false);
     let stderr = match format {
+        LogFormat::Text if colours() => stderr.with_ansi(true).boxed(),
         LogFormat::Text => stderr
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(false)
+            .fmt_fields(line::Fields)
+            .event_format(line::Line)
             .boxed(),
         LogFormat::Json => stderr.json().flatten_event(true).boxed(),
     };
@@ -63,6 +71,12 @@ pub(crate) fn install(format: LogFormat, app_logs: bool) {
         .with(stderr.with_filter(filter(std::env::var("RUST_LOG").ok().as_deref())))
         .with(micros::server::LogLayer.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
         .init();
+}
+
+/// Whether text lines are coloured: when stderr is a terminal. Lines for a file or a log
+/// collector (a server's) are written by micros' own formatter ([`line`]).
+fn colours() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
 /// From now until the guard is dropped, log lines go to stderr through a thread of their own
