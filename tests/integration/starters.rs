@@ -58,6 +58,15 @@ route("GET", "/__test/spin", () => {
   for (;;) {}
 });
 
+// A handler that throws, and one whose promise rejects: both are the starter's JSON 500.
+route("GET", "/__test/throws", () => {
+  throw new Error("thrown");
+});
+route("GET", "/__test/rejects", async () => {
+  await null;
+  throw new Error("rejected");
+});
+
 // Module state and a global: a fresh engine per request starts without them. (A typed array
 // is zeroed by the language itself, so the heap is the `fresh` guest's and Python's to check.)
 const SEEN = [];
@@ -395,6 +404,14 @@ async fn js_starter_builds_keeps_the_contract_and_the_limits() {
     check_contract(&app, &up).await;
     check_limits(&up).await;
     check_fresh(&up, json!({"seen": 0, "global": null})).await;
+    for (path, message) in [("/__test/throws", "thrown"), ("/__test/rejects", "rejected")] {
+        let failed = send(&up, "GET", path, None).await;
+        assert_eq!(failed.status, 500, "{path}: {}", failed.body);
+        assert_eq!(failed.json(), json!({"error": "internal error"}), "{path}");
+        // console.error's line (the engine writes an error as its source) reaches the log.
+        let logged = format!("GET {path} failed: (new Error(\"{message}\"");
+        crate::cli::log_until(&up, |log| log.contains(&logged)).await;
+    }
     assert!(terminate(up).await.success());
 }
 
