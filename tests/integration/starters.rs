@@ -404,7 +404,10 @@ async fn js_starter_builds_keeps_the_contract_and_the_limits() {
     check_contract(&app, &up).await;
     check_limits(&up).await;
     check_fresh(&up, json!({"seen": 0, "global": null})).await;
-    for (path, message) in [("/__test/throws", "thrown"), ("/__test/rejects", "rejected")] {
+    for (path, message) in [
+        ("/__test/throws", "thrown"),
+        ("/__test/rejects", "rejected"),
+    ] {
         let failed = send(&up, "GET", path, None).await;
         assert_eq!(failed.status, 500, "{path}: {}", failed.body);
         assert_eq!(failed.json(), json!({"error": "internal error"}), "{path}");
